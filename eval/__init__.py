@@ -1,0 +1,1 @@
+"""eval: saliency/segmentation and WSOL metrics, dataset loaders, inference, reports."""

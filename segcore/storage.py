@@ -1,0 +1,136 @@
+"""Local folders and object storage behind one small API, with atomic writes.
+
+A URL is either a local path (`runs/x`, `/data/x`, `file:///data/x`) or any fsspec URL
+(`s3://bucket/prefix`). S3 credentials and endpoint come from the usual AWS_* environment
+variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3),
+never from arguments, so they are never written into configs, manifests, logs or reports.
+
+Atomicity: local files are written to a temp file in the same folder and renamed; remote
+objects are uploaded in one PUT (`put_file` of a finished local file), so a reader sees either
+nothing or the whole object.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+
+def is_remote(url: str) -> bool:
+    scheme = urlsplit(str(url)).scheme
+    return scheme not in ("", "file") and len(scheme) > 1  # len>1: "C:" drive letters
+
+
+def local_path(url: str) -> Path:
+    """The filesystem path of a local URL (plain path or file://)."""
+    parts = urlsplit(str(url))
+    return Path(parts.path) if parts.scheme == "file" else Path(str(url))
+
+
+def join(url: str, *names: str) -> str:
+    if is_remote(url):
+        return "/".join([str(url).rstrip("/"), *names])
+    return str(local_path(url).joinpath(*names))
+
+
+def redact(url: str) -> str:
+    """Drop any user:password@ part of a URL before it is printed or stored."""
+    parts = urlsplit(str(url))
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return str(url)
+
+
+def filesystem(url: str):
+    """(fsspec filesystem, path inside it) for a remote URL."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(str(url), **_storage_options(url))
+    return fs, path
+
+
+def _storage_options(url: str) -> dict:
+    scheme = urlsplit(str(url)).scheme
+    if scheme in ("s3", "s3a"):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        opts: dict = {}
+        if endpoint:
+            opts["client_kwargs"] = {"endpoint_url": endpoint}
+        return opts
+    return {}
+
+
+def exists(url: str) -> bool:
+    if is_remote(url):
+        fs, path = filesystem(url)
+        return fs.exists(path)
+    return local_path(url).exists()
+
+
+def read_bytes(url: str) -> bytes:
+    if is_remote(url):
+        fs, path = filesystem(url)
+        return fs.cat_file(path)
+    return local_path(url).read_bytes()
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write `data` so that readers see either the old object, or all of the new one."""
+    if is_remote(url):
+        fs, path = filesystem(url)
+        fs.pipe_file(path, data)  # one PUT
+        return
+    path = local_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def put_file_atomic(local_file: str | Path, url: str) -> None:
+    """Publish a finished local file at `url` in one step (rename locally, one upload remotely)."""
+    local_file = Path(local_file)
+    if is_remote(url):
+        fs, path = filesystem(url)
+        fs.put_file(str(local_file), path)
+        return
+    dest = local_path(url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if local_file.resolve().parent == dest.resolve().parent:
+        os.replace(local_file, dest)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        with open(local_file, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_names(url: str) -> list[str]:
+    """Names (not paths) of the entries directly under a folder URL; [] if it does not exist."""
+    if is_remote(url):
+        fs, path = filesystem(url)
+        if not fs.exists(path):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    path = local_path(url)
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []

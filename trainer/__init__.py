@@ -1,0 +1,1 @@
+"""trainer: the U-Net segmenter trained on generator shards with torchrun DDP."""
