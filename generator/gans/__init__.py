@@ -1,0 +1,33 @@
+"""GAN backend registry: `--gan NAME` -> a backend object (see `base.GanBackend`).
+
+Backends are registered as "module:factory" strings and imported only when chosen, so that
+choosing the PyTorch backend never imports TensorFlow (and vice versa). A factory has the
+signature `factory(weights: str | None, device: str | torch.device) -> GanBackend`.
+Adding a GAN means adding one module and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from segcore.cli import UsageError
+
+# name -> "module:factory". Filled in by each backend's issue.
+_REGISTRY: dict[str, str] = {
+    "random": "generator.gans.random_dcgan:build",
+}
+
+DEFAULT_GAN = "random"  # replaced by the embedded trained GAN when it ships
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_gan(name: str, weights: str | None = None, device="cpu"):
+    """Build the backend `name` on `device`; UsageError for an unknown name."""
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown GAN {name!r}; choose one of: {', '.join(available())}")
+    module_name, factory_name = _REGISTRY[name].split(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    return factory(weights=weights, device=device)
