@@ -15,6 +15,7 @@ from segcore.cli import UsageError
 # name -> "module:factory". Filled in by each backend's issue.
 _REGISTRY: dict[str, str] = {
     "random": "generator.gans.random_dcgan:build",
+    "bigbigan": "generator.gans.bigbigan_torch:build",
 }
 
 DEFAULT_GAN = "random"  # replaced by the embedded trained GAN when it ships
