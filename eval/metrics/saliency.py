@@ -182,11 +182,10 @@ class SaliencyMetrics:
         if pred_in.dtype == np.uint8 and not c.minmax_normalize:
             return pred_in
         scaled = p * 255.0
-        if c.threshold_op == ">":  # p > k/255  <=>  ceil(255 p) > k
-            v = np.ceil(scaled - _GRID_TOL)
-        else:  # p >= k/255  <=>  floor(255 p) >= k
-            v = np.floor(scaled + _GRID_TOL)
-        return np.clip(v, 0, 255).astype(np.uint8)
+        # p > k/255 <=> ceil(255 p) > k ;  p >= k/255 <=> floor(255 p) >= k
+        if c.threshold_op == ">":
+            return np.clip(np.ceil(scaled - _GRID_TOL), 0, 255).astype(np.uint8)
+        return np.clip(np.floor(scaled + _GRID_TOL), 0, 255).astype(np.uint8)
 
     def _update_one(self, pred_in: np.ndarray, gt_in: np.ndarray) -> None:
         c = self.conventions
