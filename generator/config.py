@@ -1,0 +1,85 @@
+"""The generator's one typed, frozen run config (STYLE.md principle 2).
+
+The resolved config (direction vector included, so a run folder is self-describing) is written
+to `config.json` at the run root with the software version and its hash. Resume is allowed only
+when the hash matches. Fields that do not change any sample are left out of the hash:
+`shards` (shard i does not depend on how many shards exist, so a run may be extended) and the
+paths the direction and embeddings were read from (their content is in the config: the vector,
+and `latents_sha256`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generator.filters import FILTERS, FilterSettings
+from generator.masks import MASKS
+from segcore.config import config_hash
+
+HASH_EXCLUDE = ("shards", "direction_file", "latents")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    shards: int
+    direction: tuple[float, ...]  # unit vector, z' = z + shift * direction makes objects lighter
+    samples_per_shard: int = 1000
+    gan: str = "random"
+    weights: str | None = None
+    direction_file: str | None = None  # where `direction` was read from (info only)
+    shift: float = 5.0  # r in PAPER.md section 2
+    latents: str = "prior"  # "prior" or the embeddings .npy it was read from
+    latents_sha256: str | None = None
+    alpha: float = 0.2  # z = E(I_i) + alpha * xi (section 4); unused for the prior
+    mask: str = "lighter"
+    operators: tuple | None = None  # [2][3][4] affine maps for mask "affine" (Appendix B)
+    bright_operator: int | None = None
+    filters: tuple[str, ...] = FILTERS
+    connectivity: int = 8
+    component_ratio: float = 0.2
+    max_fraction: float = 0.5
+    hist_bins: int = 12
+    min_maxima: int = 2
+    seed: int = 0
+    batch_size: int = 64  # hashed: batch composition may change float rounding in G
+    jpeg_quality: int = 95
+    png_compression: int = 1  # cv2 IMWRITE_PNG_COMPRESSION 0..9 (1: fast, masks compress well)
+    max_draws_per_sample: int = 50  # a shard fails if it needs more draws than this x its size
+
+    def __post_init__(self):
+        checks = [
+            (self.shards >= 1, f"--shards must be >= 1, got {self.shards}"),
+            (self.samples_per_shard >= 1, "--samples-per-shard must be >= 1"),
+            (self.mask in MASKS, f"unknown mask {self.mask!r}; choose {', '.join(MASKS)}"),
+            (
+                set(self.filters) <= set(FILTERS),
+                f"unknown filter in {list(self.filters)}; choose from {', '.join(FILTERS)} or none",
+            ),
+            (self.connectivity in (4, 8), "--connectivity must be 4 or 8"),
+            (self.batch_size >= 1, "--batch-size must be >= 1"),
+            (0 <= self.jpeg_quality <= 100, "--jpeg-quality must be in 0..100"),
+            (0 <= self.png_compression <= 9, "--png-compression must be in 0..9"),
+            (self.alpha >= 0, "--alpha must be >= 0"),
+            (self.max_draws_per_sample >= 1, "max_draws_per_sample must be >= 1"),
+            (
+                self.mask != "affine" or self.operators is not None,
+                "--mask affine needs a direction file with fitted operators",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self, exclude=HASH_EXCLUDE)
+
+    def filter_settings(self) -> FilterSettings:
+        return FilterSettings(
+            enabled=tuple(self.filters),
+            connectivity=self.connectivity,
+            component_ratio=self.component_ratio,
+            max_fraction=self.max_fraction,
+            hist_bins=self.hist_bins,
+            min_maxima=self.min_maxima,
+        )

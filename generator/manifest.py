@@ -1,0 +1,123 @@
+"""Run folder bookkeeping: config.json, per-shard manifest records, manifest.jsonl, resume.
+
+A shard counts as finished only if its record `manifest/shard-%06d.json` exists AND its tar
+exists with the recorded size (the record is written after the tar is published, so a crash in
+between leaves a tar without a record: it is regenerated, byte for byte the same).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from segcore import __version__, schema, storage
+from segcore.cli import UsageError
+from segcore.config import dump_json
+
+
+def record_url(out: str, index: int) -> str:
+    return storage.join(out, schema.MANIFEST_DIR, schema.MANIFEST_RECORD.format(index=index))
+
+
+def write_record(out: str, record: dict) -> None:
+    missing = [f for f in schema.MANIFEST_FIELDS if f not in record]
+    assert not missing, f"manifest record lacks {missing}"
+    data = (json.dumps(record, sort_keys=True) + "\n").encode()
+    storage.write_bytes_atomic(record_url(out, record["index"]), data)
+
+
+def _sizes(out: str) -> dict[str, int]:
+    """Sizes of the objects directly under `out`, in one listing call."""
+    if storage.is_remote(out):
+        fs, path = storage.filesystem(out)
+        if not fs.exists(path):
+            return {}
+        fs.invalidate_cache(path)
+        return {
+            e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e.get("size") or 0)
+            for e in fs.ls(path, detail=True)
+            if e.get("type") == "file"
+        }
+    folder = storage.local_path(out)
+    if not folder.is_dir():
+        return {}
+    return {e.name: e.stat().st_size for e in os.scandir(folder) if e.is_file()}
+
+
+def finished_records(out: str) -> dict[int, dict]:
+    """{index: record} of the shards that are complete (record present, tar of that size)."""
+    sizes = _sizes(out)
+    records = {}
+    for name in storage.list_names(storage.join(out, schema.MANIFEST_DIR)):
+        if not (name.startswith("shard-") and name.endswith(".json")):
+            continue
+        record = json.loads(storage.read_bytes(storage.join(out, schema.MANIFEST_DIR, name)))
+        index = int(record["index"])
+        if sizes.get(schema.shard_name(index)) == record["bytes"]:
+            records[index] = record
+    return records
+
+
+def write_jsonl(out: str, records: dict[int, dict]) -> None:
+    lines = "".join(json.dumps(records[i], sort_keys=True) + "\n" for i in sorted(records))
+    storage.write_bytes_atomic(storage.join(out, schema.MANIFEST_JSONL), lines.encode())
+
+
+def open_run(out: str, config) -> dict[int, dict]:
+    """Create or re-open the run at `out` for `config`; -> finished shard records.
+
+    Refuses (UsageError) a folder holding another config's run, or a non-empty folder that
+    is not a generator run. Writes config.json (with version and hash) before any shard.
+    """
+    url = storage.join(out, schema.RUN_CONFIG)
+    if storage.exists(url):
+        try:
+            existing = json.loads(storage.read_bytes(url))
+            old_hash = existing["config_hash"]
+            old_shards = int(existing["config"]["shards"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise UsageError(f"{storage.redact(url)} is not a generator config: {err}") from err
+        if old_hash != config.hash:
+            raise UsageError(
+                f"{storage.redact(out)} holds a run with a different config (hash {old_hash}, "
+                f"this one {config.hash}); use a new --out or the same options to resume"
+            )
+        finished = finished_records(out)
+        if config.shards > old_shards:  # extending a run: same samples, more shards
+            storage.write_bytes_atomic(url, _config_blob(config))
+        return finished
+    if storage.list_names(out):
+        raise UsageError(
+            f"{storage.redact(out)} is not empty and has no {schema.RUN_CONFIG}; "
+            "refusing to write shards into it"
+        )
+    storage.write_bytes_atomic(url, _config_blob(config))
+    return {}
+
+
+def _config_blob(config) -> bytes:
+    return dump_json(config, config_hash=config.hash, software="gan-objseg").encode()
+
+
+def make_record(
+    index: int,
+    count: int,
+    attempts: int,
+    rejected: dict,
+    size: int,
+    sha: str,
+    config_hash: str,
+    **extra,
+) -> dict:
+    return {
+        "index": index,
+        "count": count,
+        "attempts": attempts,
+        "rejected": rejected,
+        "bytes": size,
+        "sha256": sha,
+        "config_hash": config_hash,
+        "version": __version__,
+        "shard": schema.shard_name(index),
+        **extra,
+    }

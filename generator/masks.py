@@ -1,0 +1,67 @@
+"""Masks from a latent shift (PAPER.md section 2), vectorised over the batch, on any device.
+
+All functions take raw generator outputs in [-1, 1], shape [N, 3, H, W], and return bool masks
+[N, H, W] (True = object). `img` is G(z), `shifted` is G(z + r h) with h pointing so that the
+object gets LIGHTER.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MASKS = ("lighter", "mean", "affine")
+
+# ITU-R BT.601 luma, the weights of the authors' rgb2gray (PAPER.md section 2)
+GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+
+def gray(x: torch.Tensor) -> torch.Tensor:
+    """[N, 3, H, W] -> [N, H, W] luma on the raw [-1, 1] values (no rescaling)."""
+    r, g, b = GRAY_WEIGHTS
+    return r * x[:, 0] + g * x[:, 1] + b * x[:, 2]
+
+
+def lighter_mask(img: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
+    """M = gray(G(z + r h)) > gray(G(z)), strict (section 2, the default)."""
+    return gray(shifted) > gray(img)
+
+
+def mean_mask(shifted: torch.Tensor) -> torch.Tensor:
+    """M = gray(G(z')) > mean(gray(G(z'))) per image, strict ("mean threshold", Flowers)."""
+    g = gray(shifted)
+    return g > g.mean(dim=(1, 2), keepdim=True)
+
+
+def affine_mask(
+    img: torch.Tensor, shifted: torch.Tensor, operators: torch.Tensor, bright_operator: int
+) -> torch.Tensor:
+    """Appendix B, eq. (7): each pixel takes the affine colour map A_k (k in {0, 1}) that best
+    maps G(z) to G(z'); the object is the pixels assigned to the brightening map.
+
+    `operators` is [2, 3, 4] ([3x3 | bias] per map), acting on raw [-1, 1] RGB. A tie goes to
+    map 0 (argmin's first index).
+    """
+    ops = operators.to(img.device, img.dtype)
+    # A_k c = W_k c + b_k for every pixel: [2, N, 3, H, W]
+    mapped = torch.einsum("kij,njhw->knihw", ops[:, :, :3], img) + ops[:, :, 3].view(2, 1, 3, 1, 1)
+    err = ((mapped - shifted.unsqueeze(0)) ** 2).sum(dim=2)  # [2, N, H, W]
+    choice = torch.where(err[1] < err[0], 1, 0)
+    return choice == int(bright_operator)
+
+
+def make_masks(
+    kind: str,
+    img: torch.Tensor,
+    shifted: torch.Tensor,
+    operators: torch.Tensor | None = None,
+    bright_operator: int | None = None,
+) -> torch.Tensor:
+    if kind == "lighter":
+        return lighter_mask(img, shifted)
+    if kind == "mean":
+        return mean_mask(shifted)
+    if kind == "affine":
+        if operators is None or bright_operator is None:
+            raise ValueError("the affine mask needs the direction file's operators")
+        return affine_mask(img, shifted, operators, bright_operator)
+    raise ValueError(f"unknown mask {kind!r}; choose one of {', '.join(MASKS)}")

@@ -1,0 +1,207 @@
+"""Shards on Ray: one actor per GPU (or per CPU), one call = one whole shard.
+
+DESIGN.md, "Where things run": each actor loads the GAN once in `__init__`; a call generates,
+filters, writes and uploads one shard and returns only its manifest record. The driver keeps
+at most `per_actor` calls queued per actor (bounded in-flight work, `ray.wait`), retries a failed
+shard on another actor (an actor that died is replaced), gives up on a shard after
+`max_tries` tries and then fails listing every such shard.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+
+class GenerationFailed(RuntimeError):
+    """Some shards failed on every try; the message lists them."""
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    workers: int | None = None  # None: one per GPU, or one per CPU without GPUs
+    address: str | None = None  # None: start Ray in-process; "auto": join the running cluster
+    device: str = "auto"  # auto | cpu | cuda: "auto" uses GPU actors when the cluster has GPUs
+    max_tries: int = 3
+    per_actor: int = 2  # calls queued per actor, so a GPU never idles between shards
+
+
+class ShardActor:
+    """Ray actor body (decorated in `_actor_class`): holds one ShardMaker."""
+
+    def __init__(self, config, embeddings, use_gpu: bool, crash_marker: str | None = None):
+        import torch
+
+        from generator.shard_maker import ShardMaker
+
+        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.maker = ShardMaker(config, embeddings, device=device)
+        self.crash_marker = crash_marker
+
+    def ready(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "device": str(self.maker.device),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+
+    def make_shard(self, index: int, out: str) -> dict:
+        return self.maker.make_shard(index, out, crash_hook=self._crash_once)
+
+    def _crash_once(self, index: int) -> None:
+        """Test hook: the first process to reach here kills itself mid-shard."""
+        if self.crash_marker is None:
+            return
+        try:
+            fd = os.open(self.crash_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(17)
+
+
+def _actor_class(use_gpu: bool):
+    import ray
+
+    opts = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
+    # max_restarts=0: a dead actor is replaced by the driver, which also re-queues its shards
+    return ray.remote(**opts)(ShardActor)
+
+
+def init_ray(settings: RaySettings) -> bool:
+    """Connect to (or start) Ray; -> True if this call started it (so the caller stops it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if settings.address:
+        ray.init(address=settings.address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False)
+    return True
+
+
+def plan_workers(settings: RaySettings) -> tuple[int, bool]:
+    """-> (number of actors, GPU actors?) from the settings and the cluster's resources."""
+    import ray
+
+    res = ray.cluster_resources()
+    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
+    use_gpu = settings.device == "cuda" or (settings.device == "auto" and gpus > 0)
+    default = gpus if use_gpu else max(1, cpus)
+    workers = settings.workers or default
+    available = gpus if use_gpu else cpus
+    if workers > available:
+        print(
+            f"generator: {workers} workers requested, the cluster has {available} "
+            f"{'GPUs' if use_gpu else 'CPUs'} now; extra actors wait for resources"
+        )
+    return max(1, workers), use_gpu
+
+
+def run_shards(
+    config,
+    out: str,
+    todo: list[int],
+    embeddings,
+    settings: RaySettings,
+    crash_marker: str | None = None,
+) -> dict[int, dict]:
+    """Generate shards `todo` under `out`; -> {index: manifest record}. Ray must be up."""
+    import ray
+
+    if not todo:
+        return {}
+    n_workers, use_gpu = plan_workers(settings)
+    n_workers = min(n_workers, len(todo))
+    cls = _actor_class(use_gpu)
+    emb_ref = ray.put(embeddings) if embeddings is not None else None
+
+    def new_actor():
+        return cls.remote(config, emb_ref, use_gpu, crash_marker)
+
+    actors = {i: new_actor() for i in range(n_workers)}
+    # fail fast on a model that cannot load: every actor says it is ready before work starts
+    try:
+        ray.get([a.ready.remote() for a in actors.values()])
+    except ray.exceptions.RayError as err:
+        raise GenerationFailed(f"workers could not start: {_short(err)}") from err
+
+    queue = list(todo)
+    tries = {i: 0 for i in todo}
+    last_error: dict[int, str] = {}
+    failed: list[int] = []
+    pending: dict = {}  # ObjectRef -> (shard, actor id)
+    load = {a: 0 for a in actors}
+    avoid: dict[int, int] = {}  # shard -> actor id it last failed on
+    done: dict[int, dict] = {}
+    next_id = n_workers
+    t_start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="shard", desc="generator", dynamic_ncols=True)
+    try:
+        while queue or pending:
+            # fill every actor up to `per_actor` queued calls
+            while queue:
+                free = [a for a in actors if load[a] < settings.per_actor]
+                if not free:
+                    break
+                shard = queue[0]
+                choice = [a for a in free if a != avoid.get(shard)] or free
+                aid = min(choice, key=lambda a: load[a])
+                queue.pop(0)
+                tries[shard] += 1
+                ref = actors[aid].make_shard.remote(shard, out)
+                pending[ref] = (shard, aid)
+                load[aid] += 1
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            shard, aid = pending.pop(ref)
+            if aid in load:
+                load[aid] -= 1
+            try:
+                record = ray.get(ref)
+            except ray.exceptions.RayError as err:
+                last_error[shard] = _short(err)
+                avoid[shard] = aid
+                if isinstance(err, ray.exceptions.RayActorError) and aid in actors:
+                    # the process is gone: replace it (its other queued shards fail too and
+                    # come back here one by one)
+                    ray.kill(actors.pop(aid), no_restart=True)
+                    load.pop(aid, None)
+                    actors[next_id] = new_actor()
+                    load[next_id] = 0
+                    next_id += 1
+                if tries[shard] < settings.max_tries:
+                    queue.append(shard)
+                else:
+                    failed.append(shard)
+                continue
+            done[shard] = record
+            bar.update(1)
+            samples = sum(r["count"] for r in done.values())
+            drawn = sum(r["attempts"] for r in done.values())
+            bar.set_postfix(
+                samples_per_s=f"{samples / (time.perf_counter() - t_start):.1f}",
+                accept=f"{samples / max(drawn, 1):.1%}",
+            )
+    finally:
+        bar.close()
+        for actor in actors.values():
+            ray.kill(actor, no_restart=True)
+    if failed:
+        failed.sort()
+        listing = ", ".join(str(i) for i in failed)
+        raise GenerationFailed(
+            f"{len(failed)} shard(s) failed after {settings.max_tries} tries: {listing}; "
+            f"last error (shard {failed[0]}): {last_error.get(failed[0], '?')}"
+        )
+    return done
+
+
+def _short(err: BaseException) -> str:
+    """The last non-empty line of a Ray error (the cause), not the whole remote traceback."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__

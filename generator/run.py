@@ -1,0 +1,142 @@
+"""A whole generator run: resolve inputs into a GeneratorConfig, open (or resume) the run
+folder, generate the missing shards on Ray, consolidate `manifest.jsonl`.
+
+Everything the user can get wrong is checked in `resolve_config` / `check_output` BEFORE
+anything is written, so a refused run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from generator.config import GeneratorConfig
+from generator.manifest import open_run, write_jsonl
+from generator.ray_runner import RaySettings, init_ray, run_shards
+from segcore import storage
+from segcore.cli import UsageError
+
+
+def resolve_direction(gan, direction_file: str | None):
+    """The Direction for this run: the file if given, else the backend's default, else refuse."""
+    from generator.direction_file import load_direction
+
+    if direction_file:
+        return load_direction(direction_file, gan.latent_dim)
+    default = getattr(gan, "default_direction", None)
+    if default is None:
+        raise UsageError(
+            f"GAN {gan.name!r} ships no default direction; pass --direction FILE (the file "
+            "'python -m generator.directions score --pick' writes, or a .npy/.pt vector)"
+        )
+    return default()
+
+
+def resolve_config(
+    *,
+    shards: int,
+    gan_name: str,
+    weights: str | None,
+    direction_file: str | None,
+    shift: float | None,
+    latents: str,
+    **options,
+):
+    """-> (GeneratorConfig, embeddings array or None). UsageError on any bad input."""
+    from generator.gans import load_gan
+    from generator.latents import PRIOR, load_embeddings
+
+    if shards < 1:
+        raise UsageError(f"--shards must be >= 1, got {shards}")
+    gan = load_gan(gan_name, weights, "cpu")
+    direction = resolve_direction(gan, direction_file)
+    embeddings = sha = None
+    if latents != PRIOR:
+        embeddings = load_embeddings(latents, gan.latent_dim)
+        sha = hashlib.sha256(embeddings.tobytes()).hexdigest()
+    operators = direction.operators.tolist() if direction.operators is not None else None
+    try:
+        config = GeneratorConfig(
+            shards=shards,
+            gan=gan_name,
+            weights=weights,
+            direction=tuple(float(v) for v in direction.vector),
+            direction_file=str(direction_file) if direction_file else None,
+            shift=float(shift if shift is not None else (direction.shift or 5.0)),
+            latents=str(latents),
+            latents_sha256=sha,
+            operators=operators,
+            bright_operator=direction.bright_operator,
+            **options,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    return config, embeddings
+
+
+def check_output(out: str) -> None:
+    """Refuse an output that cannot be written or reached, without creating anything."""
+    if storage.is_remote(out):
+        try:
+            fs, path = storage.filesystem(out)
+            bucket = path.split("/", 1)[0]
+            if not fs.exists(bucket):
+                raise UsageError(f"bucket of {storage.redact(out)} does not exist")
+            storage.list_names(out)
+        except UsageError:
+            raise
+        except Exception as err:  # any client/network error: report it on one line
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise UsageError(f"cannot reach {storage.redact(out)}: {msg}") from err
+        return
+    path = storage.local_path(out)
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"output {path} is under a file ({probe}), not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"output {path} is not writable ({probe} is read-only)")
+
+
+def generate(
+    config: GeneratorConfig,
+    out: str,
+    embeddings,
+    settings: RaySettings,
+    crash_marker: str | None = None,
+) -> dict[int, dict]:
+    """Open/resume the run and make every missing shard; -> all finished records."""
+    check_output(out)
+    finished = open_run(out, config)
+    todo = [i for i in range(config.shards) if i not in finished]
+    if finished:
+        print(
+            f"generator: resuming {storage.redact(out)}: {len(finished)} shard(s) already "
+            f"finished, {len(todo)} to make"
+        )
+    if todo:
+        started = init_ray(settings)
+        try:
+            finished.update(run_shards(config, out, todo, embeddings, settings, crash_marker))
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    write_jsonl(out, finished)
+    return finished
+
+
+def summary(records: dict[int, dict]) -> str:
+    samples = sum(r["count"] for r in records.values())
+    drawn = sum(r["attempts"] for r in records.values())
+    rej: dict[str, int] = {}
+    for r in records.values():
+        for name, n in r["rejected"].items():
+            rej[name] = rej.get(name, 0) + n
+    parts = ", ".join(f"{k} rejected {v}" for k, v in sorted(rej.items()))
+    return (
+        f"{len(records)} shards, {samples} samples from {drawn} draws "
+        f"(acceptance {samples / max(drawn, 1):.1%}; {parts})"
+    )
