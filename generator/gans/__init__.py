@@ -16,6 +16,7 @@ from segcore.cli import UsageError
 _REGISTRY: dict[str, str] = {
     "random": "generator.gans.random_dcgan:build",
     "bigbigan": "generator.gans.bigbigan_torch:build",
+    "bigbigan-hub": "generator.gans.bigbigan_hub:build",
 }
 
 DEFAULT_GAN = "random"  # replaced by the embedded trained GAN when it ships
