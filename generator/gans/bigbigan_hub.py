@@ -21,6 +21,7 @@ other module of the project ever imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -88,10 +89,9 @@ def _import_tf():
 
     # Share the GPU with torch: allocate on demand instead of grabbing all memory.
     for gpu in tf.config.list_physical_devices("GPU"):
-        try:
+        # RuntimeError: TF already initialized the GPU (an earlier load); the setting stays.
+        with contextlib.suppress(RuntimeError):
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialized by an earlier load: setting is fixed
-            pass
     return tf, hub
 
 
