@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "random": "generator.gans.random_dcgan:build",
     "bigbigan": "generator.gans.bigbigan_torch:build",
     "bigbigan-hub": "generator.gans.bigbigan_hub:build",
+    "toyworld": "generator.gans.toyworld:build",
 }
 
 DEFAULT_GAN = "random"  # replaced by the embedded trained GAN when it ships

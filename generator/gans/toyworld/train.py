@@ -1,0 +1,360 @@
+"""Train the embedded toy-world GAN on world IMAGES only (never masks), on CPU.
+
+    nice -n 10 python -m generator.gans.toyworld.train --out runs/toyworld --steps 8000
+
+Phase 1 trains G and D (hinge loss, spectral-norm D, Adam (0.0, 0.9), EMA of G; see
+docs/EMBEDDED-GAN-NOTES.md for why). Phase 2 fits an encoder E to invert the frozen EMA
+generator: ||E(G(z)) - z||^2 on samples plus ||G(E(x)) - x||_1 on real world images. Phase 3
+recomputes the EMA generator's BatchNorm statistics and writes the shippable files:
+
+    OUT/final/toyworld.pt    {"generator": EMA G state dict, "encoder": E state dict}
+    OUT/final/toyworld.json  model config, training command, time, steps, sample statistics
+
+Rerunning the same command resumes from OUT/checkpoint.pt (written atomically every
+--ckpt-every steps) and continues exactly where it stopped; sample grids go to OUT/samples/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from segcore.cli import UsageError, run_cli
+
+PROG = "python -m generator.gans.toyworld.train"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 8000
+    encoder_steps: int = 1000
+    batch: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    lr_e: float = 5e-4
+    ema_decay: float = 0.999
+    recon_weight: float = 1.0
+    n_train: int = 30000
+    seed: int = 0
+    threads: int = 2
+    ckpt_every: int = 250
+    sample_every: int = 500
+    log_every: int = 50
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _load_images(out: Path, n: int, resolution: int) -> np.ndarray:
+    """World images (uint8 [N,R,R,3]) for training; cached in OUT so a resume skips rendering."""
+    from generator.gans.toyworld.world import TRAIN_SEED, WorldConfig, render_scene
+
+    cache = out / f"train_images_{n}_{resolution}.npy"
+    if cache.exists():
+        return np.load(cache)
+    from tqdm import tqdm
+
+    cfg = WorldConfig(resolution=resolution)
+    images = np.empty((n, resolution, resolution, 3), np.uint8)
+    for i in tqdm(range(n), desc="rendering world images", mininterval=5):
+        images[i] = render_scene(TRAIN_SEED, i, cfg)[0]  # the mask is discarded: images only
+    tmp = cache.with_name(cache.name + ".tmp.npy")
+    np.save(tmp, images)
+    os.replace(tmp, cache)
+    return images
+
+
+def save_grid(images, path: Path, nrow: int = 8) -> None:
+    """images float [N,3,R,R] in [-1,1] -> one PNG grid (written atomically)."""
+    import cv2
+
+    x = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    n, r = x.shape[0], x.shape[1]
+    rows = (n + nrow - 1) // nrow
+    grid = np.zeros((rows * (r + 1), nrow * (r + 1), 3), np.uint8)
+    for i in range(n):
+        y0, x0 = (i // nrow) * (r + 1), (i % nrow) * (r + 1)
+        grid[y0 : y0 + r, x0 : x0 + r] = x[i]
+    grid = cv2.resize(grid, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    tmp = path.with_name(path.name + ".tmp.png")
+    cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    os.replace(tmp, path)
+
+
+def sample_statistics(generator, latent_dim: int) -> dict:
+    """Statistics of G(z) on a fixed seed batch: recorded at training, checked by the tests."""
+    import torch
+
+    z = torch.randn(16, latent_dim, generator=torch.Generator().manual_seed(1234))
+    with torch.no_grad():
+        x = generator(z)
+    return {
+        "z_seed": 1234,
+        "n": 16,
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "channel_mean": [float(v) for v in x.mean(dim=(0, 2, 3))],
+        "first_pixel": [float(v) for v in x[0, :, 0, 0]],
+    }
+
+
+def _standing_stats(generator, latent_dim: int, batches: int = 64, batch: int = 128) -> None:
+    """Replace the EMA generator's BN running stats by their exact average over prior samples.
+
+    The EMA weights never ran in train mode, so the stats copied from the live G do not match
+    them; BigGAN's "standing statistics" fix this the same way.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(99)
+    for m in generator.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    generator.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            generator(torch.randn(batch, latent_dim, generator=g))
+    for m in generator.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 0.1
+    generator.eval()
+
+
+def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from generator.gans.toyworld.model import Discriminator, Encoder, Generator
+
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    # What a resume must agree on: everything that changes the math. --steps/--encoder-steps
+    # may change between runs (extend or cut a run short), and so may logging and threads.
+    schedule = ("steps", "encoder_steps", "threads", "ckpt_every", "sample_every", "log_every")
+    config_doc = {
+        "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in schedule},
+        "model": dataclasses.asdict(model_cfg),
+    }
+    ckpt_path = out / "checkpoint.pt"
+
+    G, D, E = Generator(model_cfg), Discriminator(model_cfg), Encoder(model_cfg)
+    G_ema = Generator(model_cfg)
+    G_ema.load_state_dict(G.state_dict())
+    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.0, 0.9))
+    opt_e = torch.optim.Adam(E.parameters(), cfg.lr_e, betas=(0.5, 0.999))
+    rng = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    state = {"step": 0, "encoder_step": 0, "elapsed_s": 0.0}
+
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ck["config"] != config_doc:
+            raise UsageError(
+                f"{ckpt_path} was written with a different configuration; "
+                "use another --out or the same options"
+            )
+        for mod, key in ((G, "G"), (D, "D"), (E, "E"), (G_ema, "G_ema")):
+            mod.load_state_dict(ck[key], strict=True)
+        for opt, key in ((opt_g, "opt_g"), (opt_d, "opt_d"), (opt_e, "opt_e")):
+            opt.load_state_dict(ck[key])
+        rng.set_state(ck["rng"])
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+        if state["step"] < cfg.steps and state["encoder_step"] > 0:
+            state["encoder_step"] = 0  # the GAN trains further: the encoder must be refitted
+        print(f"resumed from {ckpt_path} at step {state['step']}", flush=True)
+
+    def checkpoint():
+        _atomic_torch_save(
+            {
+                "config": config_doc,
+                "G": G.state_dict(),
+                "D": D.state_dict(),
+                "E": E.state_dict(),
+                "G_ema": G_ema.state_dict(),
+                "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "opt_e": opt_e.state_dict(),
+                "rng": rng.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "state": state,
+            },
+            ckpt_path,
+        )
+
+    images = torch.from_numpy(_load_images(out, cfg.n_train, model_cfg.resolution))
+    d = model_cfg.latent_dim
+
+    def real_batch():
+        idx = torch.randint(0, images.shape[0], (cfg.batch,), generator=rng)
+        return images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    fixed_z = torch.randn(64, d, generator=torch.Generator().manual_seed(7))
+
+    def log(rec: dict) -> None:
+        with open(out / "train_log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), flush=True)
+
+    t_start = time.time() - state["elapsed_s"]
+
+    # Phase 1: the GAN.
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="GAN", mininterval=30)
+    t_last = time.time()
+    while state["step"] < cfg.steps:
+        G.train()
+        x = real_batch()
+        z = torch.randn(cfg.batch, d, generator=rng)
+        with torch.no_grad():
+            fake = G(z)
+        loss_d = F.relu(1 - D(x)).mean() + F.relu(1 + D(fake)).mean()  # hinge loss
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        z = torch.randn(cfg.batch, d, generator=rng)
+        loss_g = -D(G(z)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        with torch.no_grad():
+            for pe, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+                pe.lerp_(p, 1 - cfg.ema_decay)
+            for be, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+                be.copy_(b)
+        state["step"] += 1
+        bar.update(1)
+        step = state["step"]
+        if step % cfg.log_every == 0:
+            now = time.time()
+            rec = {
+                "step": step,
+                "loss_d": round(float(loss_d), 4),
+                "loss_g": round(float(loss_g), 4),
+                "s_per_step": round((now - t_last) / cfg.log_every, 3),
+                "elapsed_s": round(now - t_start, 1),
+            }
+            t_last = now
+            log(rec)
+        if step % cfg.sample_every == 0 or step == cfg.steps:
+            G_ema.eval()
+            with torch.no_grad():
+                grid = G_ema(fixed_z)
+            save_grid(grid, out / "samples" / f"step-{step:06d}.png")
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            state["elapsed_s"] = time.time() - t_start
+            checkpoint()
+    bar.close()
+
+    # Phase 2: the encoder, inverting the frozen EMA generator (PAPER.md section 4 needs E).
+    if state["encoder_step"] == 0:
+        _standing_stats(G_ema, d)
+    G_ema.eval()
+    for p in G_ema.parameters():
+        p.requires_grad_(False)
+    bar = tqdm(total=cfg.encoder_steps, initial=state["encoder_step"], desc="E", mininterval=30)
+    while state["encoder_step"] < cfg.encoder_steps:
+        E.train()
+        z = torch.randn(cfg.batch, d, generator=rng)
+        with torch.no_grad():
+            xg = G_ema(z)
+        x = real_batch()
+        loss_z = F.mse_loss(E(xg), z)
+        loss_x = F.l1_loss(G_ema(E(x)), x)
+        loss = loss_z + cfg.recon_weight * loss_x
+        opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_e.step()
+        state["encoder_step"] += 1
+        bar.update(1)
+        es = state["encoder_step"]
+        if es % cfg.log_every == 0:
+            rec = {"encoder_step": es, "loss_z": round(float(loss_z), 4)}
+            rec["loss_x"] = round(float(loss_x), 4)
+            log(rec)
+        if es % cfg.ckpt_every == 0 or es == cfg.encoder_steps:
+            state["elapsed_s"] = time.time() - t_start
+            checkpoint()
+    bar.close()
+    E.eval()
+
+    # Phase 3: the shippable files.
+    final = out / "final"
+    final.mkdir(exist_ok=True)
+    with torch.no_grad():
+        x = real_batch()[:32]
+        recon = G_ema(E(x))
+    save_grid(torch.cat([x, recon]), out / "samples" / "encoder-reconstructions.png")
+    save_grid(G_ema(fixed_z).detach(), out / "samples" / "final-ema.png")
+    _atomic_torch_save(
+        {"generator": G_ema.state_dict(), "encoder": E.state_dict()}, final / "toyworld.pt"
+    )
+    from segcore import __version__
+
+    meta = {
+        "format": "gan-objseg/toyworld-weights/v1",
+        "version": __version__,
+        "model": dataclasses.asdict(model_cfg),
+        "train": dataclasses.asdict(cfg),
+        "command": command,
+        "steps": state["step"],
+        "encoder_steps": state["encoder_step"],
+        "train_seconds": round(state["elapsed_s"], 1),
+        "device": "cpu",
+        "torch_threads": cfg.threads,
+        "trained_on": "world images only (generator.gans.toyworld.world, TRAIN_SEED), no masks",
+        "sample_statistics": sample_statistics(G_ema, d),
+    }
+    _atomic_write_text(final / "toyworld.json", json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {final / 'toyworld.pt'} and {final / 'toyworld.json'}", flush=True)
+    return final
+
+
+def main(argv=None) -> int:
+    from generator.gans.toyworld.model import ModelConfig
+
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="run folder (checkpoint, samples, final/)")
+    for f in dataclasses.fields(TrainConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    for f in dataclasses.fields(ModelConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=int, default=f.default)
+    args = p.parse_args(argv)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    try:
+        model_cfg = ModelConfig(
+            **{f.name: getattr(args, f.name) for f in dataclasses.fields(ModelConfig)}
+        )
+        model_cfg.levels  # noqa: B018 - validates the resolution
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    if cfg.steps < 1 or cfg.batch < 2 or cfg.n_train < cfg.batch:
+        raise UsageError("--steps must be >= 1, --batch >= 2 and --n-train >= --batch")
+    command = " ".join([PROG] + (sys.argv[1:] if argv is None else list(argv)))
+    train(Path(args.out), cfg, model_cfg, command)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)
