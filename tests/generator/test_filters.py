@@ -1,0 +1,106 @@
+"""Filters (PAPER.md section 3) on hand-built inputs with literal expected answers."""
+
+import numpy as np
+import pytest
+import torch
+
+from generator.filters import (
+    FilterSettings,
+    apply_filters,
+    count_maxima,
+    histogram_counts,
+    keep_large_components,
+    mask_size_ok,
+)
+
+
+def test_components_drop_small_ones_and_keep_ratio_strictly_above_02():
+    m = np.zeros((8, 12), bool)
+    m[0:2, 0:5] = True  # area 10 (largest)
+    m[5, 0:2] = True  # area 2: 2/10 = 0.2 -> dropped (keep only > 0.2)
+    m[5:8, 10] = True  # area 3: 0.3 -> kept
+    out = keep_large_components(m, 8, 0.2)
+    expected = m.copy()
+    expected[5, 0:2] = False
+    assert np.array_equal(out, expected)
+
+
+def test_components_connectivity_8_joins_diagonals_4_does_not():
+    m = np.zeros((6, 6), bool)
+    m[0:2, 0:2] = True  # area 4
+    m[2, 2] = True  # touches the block only diagonally; alone: 1/4 = 0.25 > 0.2
+    m[5, 5] = True  # isolated single pixel
+    # 8-connectivity: one component of 5; the lone pixel 1/5 = 0.2 -> dropped
+    out8 = keep_large_components(m, 8)
+    assert out8.sum() == 5 and not out8[5, 5] and out8[2, 2]
+    # 4-connectivity: components 4, 1, 1; 1/4 = 0.25 > 0.2 -> all kept
+    assert np.array_equal(keep_large_components(m, 4), m)
+
+
+def test_components_empty_and_bad_connectivity():
+    m = np.zeros((4, 4), bool)
+    assert not keep_large_components(m).any()
+    with pytest.raises(ValueError, match="connectivity"):
+        keep_large_components(m, 6)
+
+
+def test_mask_size_strict_half_and_empty_passes():
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0].flat[:8] = True  # exactly 0.5 -> rejected (keep < 0.5)
+    masks[1].flat[:7] = True  # 7/16 -> kept
+    assert mask_size_ok(masks).tolist() == [False, True, True]
+
+
+def _image_with_bin_counts(counts):
+    """A [1, 3, 1, sum] image whose pooled values put counts[b] values at bin b's centre."""
+    centres = -1 + (np.arange(12) + 0.5) * (2 / 12)
+    vals = np.concatenate([np.full(c, centres[b]) for b, c in enumerate(counts)])
+    pad = (-len(vals)) % 3
+    assert pad == 0, "choose counts summing to a multiple of 3"
+    return torch.tensor(vals, dtype=torch.float32).view(1, 3, 1, -1)
+
+
+def test_histogram_counts_match_torch_histc_and_edges():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 3, 7, 9, generator=g) * 2.4 - 1.2  # some values outside [-1, 1]
+    x[0, 0, 0, 0] = 1.0  # hi edge -> last bin
+    x[0, 0, 0, 1] = -1.0  # lo edge -> first bin
+    ours = histogram_counts(x, 12)
+    ref = torch.stack([torch.histc(im, 12, -1, 1) for im in x])
+    assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize(
+    ("counts", "maxima"),
+    [
+        # smoothed: 3 6 9 ... 33 23 -> one peak (bin 10)
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 1),
+        # smoothed: 3 6 9 12 15 17 17 15 12 9 6 3 -> the plateau counts twice (non-strict)
+        ([1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1], 2),
+        # smoothed: 3 3 0 0 0 0 0 0 0 0 3 3 -> bins 0,1 and 10,11 and the flat zeros 3..8
+        ([3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3], 10),
+    ],
+)
+def test_histogram_maxima_literal(counts, maxima):
+    hist = torch.tensor([counts], dtype=torch.float32)
+    assert count_maxima(hist).tolist() == [maxima]
+    img = _image_with_bin_counts(counts)
+    assert histogram_counts(img).tolist() == [counts]
+
+
+def test_apply_filters_order_and_reasons():
+    settings = FilterSettings()
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0].flat[:10] = True  # too big -> mask_size (even though its histogram is also bad)
+    masks[1].flat[:2] = True  # ok size, unimodal shifted image -> histogram
+    masks[2].flat[:2] = True  # ok
+    unimodal = _image_with_bin_counts([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])  # 1 maximum
+    # smoothed 3 6 9 12 15 17 17 15 12 9 42 39: maxima at bins 5, 6, 10 -> kept
+    several = _image_with_bin_counts([1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 37])
+    shifted = torch.cat([unimodal, unimodal, several])
+    _, reason = apply_filters(masks, shifted, settings)
+    assert reason.tolist() == [1, 2, 0]
+    _, reason = apply_filters(masks, shifted, FilterSettings(enabled=("histogram",)))
+    assert reason.tolist() == [2, 2, 0]
+    _, reason = apply_filters(masks, shifted, FilterSettings(enabled=()))
+    assert reason.tolist() == [0, 0, 0]
