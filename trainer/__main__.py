@@ -1,19 +1,332 @@
-"""`python -m trainer`: placeholder until the trainer issue lands its CLI."""
+"""Train the U-Net segmenter on the generator's shards (PAPER.md section 5).
 
-import argparse
-import sys
+Single process (CPU, or one GPU):
+    python -m trainer --shards 'runs/gen/shard-{000000..000499}.tar' --out runs/unet
+
+One node, N processes (DDP: gloo on CPU, NCCL on GPUs). The global batch (95, the paper's)
+is split evenly over the ranks; 95 splits over 1 or 5 ranks, otherwise give a batch that does,
+e.g. for 8 GPUs `--batch-size 96` (12 per rank) or `--per-rank-batch 12`:
+    torchrun --standalone --nproc_per_node=8 -m trainer \
+        --shards 's3://bucket/gen/shard-{000000..000499}.tar' --out s3://bucket/unet \
+        --batch-size 96
+
+Several nodes (run on every node; K = 0 on the head):
+    torchrun --nnodes=2 --nproc_per_node=8 --node_rank=K --master_addr=HEAD --master_port=29500 \
+        -m trainer --shards '...' --out s3://bucket/unet --batch-size 96
+
+A tiny CPU run with 2 processes on loopback (what the tests do):
+    GLOO_SOCKET_IFNAME=lo torchrun --standalone --nproc_per_node=2 -m trainer \
+        --shards 'tmp/shard-{000000..000003}.tar' --out tmp/unet --width 0.125 \
+        --resolution 32 --batch-size 8 --steps 20 --workers 0
+
+Resume: the same command plus `--resume` (same world size and workers; `--steps` may grow).
+It ends with the same weights as a run that was never interrupted.
+
+OUT receives config.json, checkpoint.pt, log.jsonl, tb/ (TensorBoard), and at the end the
+exported model: model.pt2 + model.json (segcore/modelfile.py). S3 credentials and endpoint come
+only from the AWS_* environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.optim.lr_scheduler import MultiStepLR
+from tqdm import tqdm
+
+from segcore import storage
+from segcore.cli import UsageError, run_cli
+from segcore.config import config_hash, dump_json
+from trainer import checkpoint, config, data, distributed, export, validate
+from trainer.logbook import Logbook
+from trainer.unet import UNet, count_parameters, segmentation_loss
+
+PROG = "trainer"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainer",
-        description="NOT BUILT YET: the trainer stage's command line lands with its issue. "
-        "This placeholder only prints this help and exits non-zero when asked to run.",
+    # -- config: options -> one frozen TrainConfig (world size from torchrun's env) --------
+    args = config.build_parser().parse_args(argv)
+    dist_env = distributed.env_dist()
+    cfg = config.resolve(args, dist_env.world_size)
+    rank, is_main = dist_env.rank, dist_env.is_main
+    device = pick_device(cfg.device, dist_env.local_rank)
+    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    if use_amp and device.type != "cuda":
+        raise UsageError("--amp bf16 is for CUDA devices; on CPU use --amp off (or auto)")
+
+    # -- inputs: every rank checks the same things before any collective call -------------
+    urls = data.expand_shards(cfg.shards)
+    data.check_shards_exist(urls)
+    train_urls, val_urls = data.split_holdout(urls, cfg.val_shards)
+    if cfg.val_data:
+        try:
+            validate.check_real_available(cfg.val_data)
+        except Exception as err:
+            raise UsageError(f"--val-data {cfg.val_data}: cannot use it ({err})") from err
+    ckpt_url = storage.join(cfg.out, checkpoint.CHECKPOINT)
+    ckpt = find_checkpoint(ckpt_url, args.resume)
+    if ckpt is not None:
+        differ = config.resume_mismatch(ckpt["config"], cfg)
+        if differ:
+            raise UsageError("--resume with a different config: " + "; ".join(differ))
+
+    # -- process group; rank 0 prepares OUT and tells every rank whether it could ----------
+    distributed.init(dist_env, device)
+    problem = distributed.broadcast_object(prepare_out(cfg) if is_main else None)
+    if problem:
+        distributed.cleanup()
+        raise UsageError(problem)
+
+    # -- model, optimizer, schedule (PAPER.md section 5: Adam 1e-3, x0.2 at 8000) ----------
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    net = UNet(cfg.width, cfg.loss).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    scheduler = MultiStepLR(optimizer, milestones=[cfg.lr_drop_step], gamma=cfg.lr_drop_factor)
+    start, positions = 0, {}
+    if ckpt is None:
+        seed_everything(cfg.seed + rank)  # seeds offset by rank
+    else:
+        net.load_state_dict(ckpt["model"])  # strict: a missing or unexpected key is an error
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start = int(ckpt["step"])
+        mine = ckpt["ranks"][rank]
+        checkpoint.set_rng_state(mine["rng"], device)
+        positions = {int(w): (int(j), int(o)) for w, j, o in mine["positions"]}
+    model = (
+        DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if (distributed.is_initialized())
+        else net
     )
-    parser.parse_args(argv)
-    print("python -m trainer: not built yet (see README.md, 'Status')", file=sys.stderr)
-    return 2
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    # -- data: this rank's exact share of the remaining steps ------------------------------
+    stream = data.ShardStream(
+        data.StreamSpec(
+            urls=tuple(train_urls),
+            seed=cfg.seed,
+            rank=rank,
+            batch_size=cfg.per_rank_batch,
+            resolution=cfg.resolution,
+            max_bad_fraction=cfg.max_bad_fraction,
+        ),
+        total=max(0, cfg.steps - start),
+        n_workers=cfg.workers,
+        start_step=start,
+        positions=positions,
+    )
+    loader = data.train_loader(stream, cfg.workers, pin_memory=device.type == "cuda")
+    holdout = None
+    if is_main and val_urls:
+        holdout = data.load_holdout(val_urls, cfg.val_samples, cfg.resolution)
+    book = Logbook(cfg.out) if is_main else None
+    if is_main:
+        tqdm.write(
+            f"trainer: {count_parameters(net):,} params, {len(train_urls)} train / "
+            f"{len(val_urls)} hold-out shards, batch {cfg.batch_size} = {cfg.world_size} x "
+            f"{cfg.per_rank_batch}, device {device}, amp {'bf16' if use_amp else 'off'}, "
+            f"steps {start} -> {cfg.steps}"
+        )
+
+    # -- the loop: exactly `steps - start` batches, then the loader is exhausted -----------
+    bar = tqdm(total=cfg.steps, initial=start, disable=not is_main, dynamic_ncols=True)
+    meter = Meter(device)
+    bad_by_worker: dict[int, int] = {}
+    last_val: dict = {}
+    batches = iter(loader)
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        batch = next(batches)
+        meter.data_wait += time.perf_counter() - t0
+        if "error" in batch:
+            raise UsageError(batch["error"])
+        x = validate.to_model_input(batch["image"], device)
+        target = batch["mask"].to(device, non_blocking=True) >= 128
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(x)
+        loss = segmentation_loss(logits, target, cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        worker, draw, offset = (int(v) for v in batch["pos"])
+        positions[worker] = (draw, offset)
+        bad_by_worker[worker] = int(batch["bad"])
+        meter.add(loss.detach())
+        done = step + 1
+        bar.update(1)
+
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            record = meter.flush(cfg.batch_size, sum(bad_by_worker.values()))
+            record["lr"] = scheduler.get_last_lr()[0]
+            if is_main:
+                book.write(done, record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+        if done % cfg.val_every == 0 or done == cfg.steps:
+            if is_main:
+                last_val = run_validation(net, holdout, cfg, device)
+                if last_val:
+                    book.write(done, last_val)
+                    tqdm.write(f"trainer: step {done} " + format_record(last_val))
+            distributed.barrier()
+        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            mine = {
+                "rng": checkpoint.rng_state(device),
+                "positions": [[w, j, o] for w, (j, o) in sorted(positions.items())],
+                "bad": sum(bad_by_worker.values()),
+            }
+            ranks = distributed.gather_objects(mine)
+            if is_main:
+                checkpoint.save(ckpt_url, {
+                    "step": done,
+                    "config": config.to_dict(cfg),
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "ranks": ranks,
+                })  # fmt: skip
+                book.upload()
+    # Every worker has yielded its share; drain the loader so each ends cleanly.
+    if next(batches, None) is not None:
+        raise RuntimeError("the data stream yielded more batches than steps")
+    bar.close()
+
+    # -- export: the model file eval loads (segcore/modelfile.py) -------------------------
+    if is_main:
+        url = export.export(net, cfg.out, {
+            "resolution": cfg.resolution,
+            "loss": cfg.loss,
+            "width": cfg.width,
+            "steps": cfg.steps,
+            "config_hash": config_hash(cfg, exclude=tuple(config.RESUME_MAY_DIFFER)),
+            "shards": storage.redact(cfg.shards),
+            "validation": last_val,
+        })  # fmt: skip
+        tqdm.write(f"trainer: exported {storage.redact(url)}")
+        book.close()
+    distributed.cleanup()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers used above, in order of appearance
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available here")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def find_checkpoint(url: str, resume: bool) -> dict | None:
+    try:
+        present = storage.exists(url)
+    except Exception as err:
+        raise UsageError(f"cannot read --out ({storage.redact(url)}: {err})") from err
+    if not resume:
+        if present:
+            raise UsageError(
+                f"{storage.redact(url)} exists: pass --resume to continue that run, "
+                "or choose another --out"
+            )
+        return None
+    if not present:
+        raise UsageError(f"--resume: no checkpoint at {storage.redact(url)}")
+    try:
+        return checkpoint.load(url)
+    except Exception as err:
+        raise UsageError(f"--resume: cannot load {storage.redact(url)} ({err})") from err
+
+
+def prepare_out(cfg: config.TrainConfig) -> str | None:
+    """Create OUT and write config.json; the problem as one line, or None."""
+    where = storage.redact(cfg.out)
+    try:
+        if not storage.is_remote(cfg.out):
+            path = storage.local_path(cfg.out)
+            path.mkdir(parents=True, exist_ok=True)
+            if not os.access(path, os.W_OK | os.X_OK):
+                return f"--out {where} is not writable"
+        blob = dump_json(cfg, config_hash=config_hash(cfg, exclude=("out",)))
+        storage.write_bytes_atomic(storage.join(cfg.out, "config.json"), blob.encode())
+    except Exception as err:
+        return f"cannot write to --out {where} ({type(err).__name__}: {err})"
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Meter:
+    """Loss, throughput and data-wait over one logging interval, averaged over ranks."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.steps = 0
+        self.data_wait = 0.0
+        self.since = time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss.float()  # no host sync per step
+        self.steps += 1
+
+    def flush(self, global_batch: int, bad: int) -> dict:
+        wall = time.perf_counter() - self.since
+        stats = torch.stack([
+            self.loss_sum / max(1, self.steps),
+            torch.tensor(self.data_wait / max(wall, 1e-9), device=self.device),
+            torch.tensor(float(bad), device=self.device),
+        ]).float()  # fmt: skip
+        stats = distributed.mean_over_ranks(stats).tolist()
+        world = distributed.world_size()
+        record = {
+            "loss": stats[0],
+            "data_wait_frac": stats[1],
+            "bad_samples": round(stats[2] * world),
+            "images_per_s": global_batch * self.steps / max(wall, 1e-9),
+            "step_time_s": wall / max(1, self.steps),
+        }
+        self.reset()
+        return record
+
+
+def run_validation(net: UNet, holdout, cfg: config.TrainConfig, device: torch.device) -> dict:
+    out: dict = {}
+    if holdout is not None and len(holdout[0]):
+        out.update(validate.synthetic(net, holdout[0], holdout[1], device))
+    if cfg.val_data:
+        out.update(validate.real(net, cfg.val_data, device, short_side=cfg.resolution))
+    return out
+
+
+def format_record(record: dict) -> str:
+    return " ".join(
+        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, PROG)
