@@ -196,6 +196,7 @@ def test_flowers_redo_split_and_trimap_rule(tmp_path):
         path = tmp_path / "segmim" / f"segmim_{i:05d}.jpg"
         path.parent.mkdir(exist_ok=True)
         ok, buf = cv2.imencode(".png", seg[..., ::-1])
+        assert ok
         path.write_bytes(buf.tobytes())
     ds = load_layout("flowers", tmp_path)
     assert ds.names == ["image_00001", "image_00003"]  # trnid = ReDO's test set
