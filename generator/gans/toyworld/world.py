@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segcore import storage
+
 SUPERSAMPLE = 4
 SHAPES = ("ellipse", "polygon", "blob")
 
@@ -117,6 +119,15 @@ def render_scene(
     seed: int, index: int, config: WorldConfig = WorldConfig()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scene `index` of world `seed`: (image uint8 HxWx3 RGB, mask bool HxW)."""
+    return _render(seed, index, config, with_object=True)
+
+
+def render_background(seed: int, index: int, config: WorldConfig = WorldConfig()) -> np.ndarray:
+    """Scene `index` without its object (same random draws): lets tests check the true mask."""
+    return _render(seed, index, config, with_object=False)[0]
+
+
+def _render(seed: int, index: int, config: WorldConfig, with_object: bool):
     rng = _rng(seed, index)
     res = config.resolution
     size = res * SUPERSAMPLE
@@ -149,7 +160,8 @@ def render_scene(
     shade = 1.0 + rng.uniform(0.0, 0.35) * _gradient(rng, size)
     texture = 1.0 + 0.05 * _low_freq_noise(rng, size, int(rng.integers(4, 9)))
     obj_rgb = colour[None, None, :] * (shade * texture)[..., None]
-    img = (1 - obj[..., None]) * img + obj[..., None] * obj_rgb
+    if with_object:
+        img = (1 - obj[..., None]) * img + obj[..., None] * obj_rgb
 
     img = cv2.resize(np.clip(img, 0, 1), (res, res), interpolation=cv2.INTER_AREA)
     cover = cv2.resize(obj, (res, res), interpolation=cv2.INTER_AREA)
@@ -179,8 +191,8 @@ def write_folder(
 ) -> Path:
     """Write `count` scenes as images/NNNNN.png + masks/NNNNN.png (the generic eval layout).
 
-    Idempotent: a scene whose two files exist is skipped; files are written to a temporary name
-    and renamed, so an interrupted run never leaves a half-written PNG.
+    Idempotent: a scene whose two files exist is skipped; files are written atomically, so an
+    interrupted run never leaves a half-written PNG.
     """
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -195,10 +207,10 @@ def write_folder(
             (img_path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)),
             (mask_path, mask.astype(np.uint8) * 255),
         ):
-            tmp = path.with_name(path.name + ".tmp.png")
-            if not cv2.imwrite(str(tmp), arr):
-                raise OSError(f"cannot write {tmp}")
-            tmp.replace(path)
+            ok, buf = cv2.imencode(".png", arr)
+            if not ok:
+                raise OSError(f"cannot encode {path}")
+            storage.write_bytes_atomic(str(path), buf.tobytes())
     return out
 
 
