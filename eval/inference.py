@@ -46,9 +46,7 @@ class Predictor:
         self.device = torch.device(device)
         self.meta: dict = {}
         if isinstance(model, str | Path):
-            from segcore.modelfile import load_model
-
-            model, self.meta = load_model(model, self.device)
+            model, self.meta = _load_exported(Path(model), self.device)
         elif not callable(model):
             raise TypeError(f"model must be a callable or a path to model.pt2, got {type(model)}")
         elif isinstance(model, torch.nn.Module):
@@ -145,6 +143,26 @@ class Predictor:
                 m = torch.round(m).clamp(0, 255) / 255.0
             maps.append(m[0, 0].to("cpu", torch.float32).numpy())
         return maps
+
+
+def _load_exported(path: Path, device: torch.device):
+    """`segcore.modelfile.load_model`, with a clear error for a file that is not a .pt2 archive
+    (torch would otherwise log a multi-line traceback before failing)."""
+    import logging
+    import zipfile
+
+    from segcore.modelfile import MODEL_FILE, load_model
+
+    file = path / MODEL_FILE if path.is_dir() else path
+    if file.is_file() and not zipfile.is_zipfile(file):
+        raise ValueError(f"{file}: not a torch.export .pt2 archive (written by export_model)")
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # load errors are re-raised with a one-line message
+    try:
+        return load_model(path, device)
+    finally:
+        logger.setLevel(level)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -40,7 +40,8 @@ def _progress(iterable: Iterable, total: int | None, desc: str, enabled: bool):
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit="img", dynamic_ncols=True)
+    # leave=False: an error message is not left behind a half-drawn bar
+    return tqdm(iterable, total=total, desc=desc, unit="img", dynamic_ncols=True, leave=False)
 
 
 def _clean(value: Any) -> Any:

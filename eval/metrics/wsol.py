@@ -192,6 +192,10 @@ class WsolBoxMetrics:
         self.v1 = MaxBoxAcc(multi_contour=False, interval=interval, deltas=(0.5,))
         self.v2 = MaxBoxAcc(multi_contour=True, interval=interval, deltas=IOU_DELTAS)
 
+    @property
+    def count(self) -> int:
+        return self.v1.count
+
     def update(self, scoremap, gt_boxes) -> None:
         self.v1.update(scoremap, gt_boxes)
         self.v2.update(scoremap, gt_boxes)
