@@ -77,17 +77,7 @@ def resolve_config(
 def check_output(out: str) -> None:
     """Refuse an output that cannot be written or reached, without creating anything."""
     if storage.is_remote(out):
-        try:
-            fs, path = storage.filesystem(out)
-            bucket = path.split("/", 1)[0]
-            if not fs.exists(bucket):
-                raise UsageError(f"bucket of {storage.redact(out)} does not exist")
-            storage.list_names(out)
-        except UsageError:
-            raise
-        except Exception as err:  # any client/network error: report it on one line
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise UsageError(f"cannot reach {storage.redact(out)}: {msg}") from err
+        _probe_remote(out)
         return
     path = storage.local_path(out)
     probe = path
@@ -97,6 +87,33 @@ def check_output(out: str) -> None:
         raise UsageError(f"output {path} is under a file ({probe}), not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"output {path} is not writable ({probe} is read-only)")
+
+
+def _probe_remote(out: str) -> None:
+    """One quick listing of the bucket: fails fast (no long retry loop) on a bad endpoint,
+    bad credentials or a missing bucket."""
+    import fsspec
+
+    opts = dict(storage._storage_options(out))
+    if out.startswith(("s3://", "s3a://")):
+        # a short probe: botocore/s3fs would otherwise retry a dead endpoint for ~20 s
+        opts.update(
+            skip_instance_cache=True,
+            config_kwargs={
+                "connect_timeout": 5,
+                "read_timeout": 15,
+                "retries": {"max_attempts": 1},
+            },
+        )
+    try:
+        fs, path = fsspec.core.url_to_fs(out, **opts)
+        bucket = path.split("/", 1)[0]
+        fs.ls(bucket)
+    except FileNotFoundError as err:
+        raise UsageError(f"bucket of {storage.redact(out)} does not exist") from err
+    except Exception as err:  # any client/network/auth error: report it on one line
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(f"cannot reach {storage.redact(out)}: {msg}") from err
 
 
 def generate(

@@ -1,0 +1,118 @@
+"""`python -m generator` as a user runs it: bad input -> one line, exit 2, nothing written."""
+
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from generator.run import resolve_direction
+from segcore.cli import UsageError
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args, env=None, cwd=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "generator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    np.save(tmp_path / "dir64.npy", np.ones(64, np.float32))
+    np.save(tmp_path / "emb_bad.npy", np.ones((5, 7), np.float32))
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    return tmp_path
+
+
+def test_bad_inputs_subprocess_one_line_exit_2(bad_inputs):
+    """The real entry point (run_cli): one stderr line, exit 2, no traceback, nothing written."""
+    tmp_path = bad_inputs
+    out = str(tmp_path / "out")
+    dead_s3 = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+    }
+    cases = {
+        "unknown GAN": (["--shards", "1", "--out", out, "--gan", "nope"], None),
+        "--shards must be >= 1": (["--shards", "0", "--out", out], None),
+        "under a file": (["--shards", "1", "--out", str(tmp_path / "afile" / "run")], None),
+        "cannot reach s3://b/run": (["--shards", "1", "--out", "s3://b/run"], dead_s3),
+    }
+    procs = {msg: _run(args, env) for msg, (args, env) in cases.items()}
+    for msg, proc in procs.items():
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (msg, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and msg in lines[0], (msg, stderr)
+        assert "Traceback" not in stderr
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--direction", "missing.json"], "does not exist"),
+        (["--direction", "{tmp}/dir64.npy"], "expected (120,)"),
+        (["--latents", "{tmp}/emb_bad.npy"], "expected [N >= 1, 120]"),
+        (["--latents", "{tmp}/none.npy"], "cannot read embeddings"),
+        (["--mask", "affine"], "--mask affine needs"),
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--filters", "components,blur"], "unknown filter"),
+        (["--out", "{tmp}/foreign"], "no config.json"),
+    ],
+)
+def test_bad_inputs_in_process(bad_inputs, args, msg):
+    """The same `main` in-process (cheaper than a subprocess per case): a UsageError."""
+    from generator.__main__ import main
+
+    tmp = str(bad_inputs)
+    argv = ["--shards", "1", "--out", f"{tmp}/out", *[a.format(tmp=tmp) for a in args]]
+    with pytest.raises(UsageError) as info:
+        main(argv)
+    assert msg in str(info.value) and "\n" not in str(info.value)
+    assert not os.path.exists(f"{tmp}/out")
+    assert os.listdir(bad_inputs / "foreign") == ["notes.txt"]
+
+
+def test_no_direction_and_no_default_is_refused():
+    gan = types.SimpleNamespace(name="plain", latent_dim=4)
+    with pytest.raises(UsageError, match="ships no default direction"):
+        resolve_direction(gan, None)
+
+
+@pytest.mark.integration
+def test_cli_run_resume_and_refusal(tmp_path):
+    out = str(tmp_path / "run")
+    base = ["--shards", "2", "--samples-per-shard", "2", "--out", out, "--workers", "1"]
+    base += ["--weights", "resolution=32,width=8", "--filters", "none", "--batch-size", "4"]
+    first = _run(base)
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert "2 shards, 4 samples from 4 draws" in stdout
+    names = sorted(os.listdir(out))
+    assert names == [
+        "config.json",
+        "manifest",
+        "manifest.jsonl",
+        "shard-000000.tar",
+        "shard-000001.tar",
+    ]
+    again = _run(base)  # same command: everything finished, nothing to do (Ray not started)
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    assert "2 shard(s) already finished, 0 to make" in stdout
+    other = _run([*base, "--seed", "7"])
+    stdout, stderr = other.communicate(timeout=120)
+    assert other.returncode == 2 and "different config" in stderr
