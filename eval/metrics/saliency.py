@@ -49,7 +49,9 @@ class SaliencyConventions:
     empty_pred_precision: float = 1.0  # precision when nothing is predicted (PySOD: 0)
     empty_gt_recall: float = 1.0  # recall when the ground truth is empty (PySOD: 0)
     max_over: Literal["dataset", "image"] = "dataset"  # max of mean curve / mean of per-image max
-    binarize_at: float = 0.5  # IoU and accuracy use p >= binarize_at
+    binarize_at: float = 0.5  # IoU and accuracy binarise p >= binarize_at ...
+    binarize_op: Literal[">=", ">"] = ">="  # ... or p > binarize_at (PySOD FmeasureV2 binary)
+    empty_iou: float = 1.0  # IoU when prediction and ground truth are both empty (PySOD: 0)
 
     def __post_init__(self):
         if self.n_thresholds not in (255, 256):
@@ -62,6 +64,8 @@ class SaliencyConventions:
             raise ValueError(f"gt_rule must be '>=128' or '>128', got {self.gt_rule!r}")
         if self.max_over not in ("dataset", "image"):
             raise ValueError(f"max_over must be 'dataset' or 'image', got {self.max_over!r}")
+        if self.binarize_op not in (">", ">="):
+            raise ValueError(f"binarize_op must be '>' or '>=', got {self.binarize_op!r}")
         if not self.beta_sq > 0:
             raise ValueError(f"beta_sq must be > 0, got {self.beta_sq!r}")
 
@@ -71,7 +75,8 @@ class SaliencyConventions:
 
     @classmethod
     def pysod(cls) -> SaliencyConventions:
-        """PySODMetrics' `Fmeasure(beta=0.3)` + `MAE` conventions (its `step(normalize=True)`)."""
+        """PySODMetrics' `Fmeasure(beta=0.3)` / `FmeasureV2` + `MAE` conventions (its
+        `step(normalize=True)`; binary IoU/accuracy use `pred > 0.5`, 0 for an empty union)."""
         return cls(
             n_thresholds=256,
             threshold_op=">=",
@@ -80,6 +85,8 @@ class SaliencyConventions:
             minmax_normalize=True,
             empty_pred_precision=0.0,
             empty_gt_recall=0.0,
+            binarize_op=">",
+            empty_iou=0.0,
         )
 
     def thresholds(self) -> np.ndarray:
@@ -104,13 +111,20 @@ def _as_float_pred(pred: np.ndarray) -> np.ndarray:
     if pred.dtype == bool or not np.issubdtype(pred.dtype, np.floating):
         raise TypeError(f"prediction must be float in [0, 1] or uint8, got dtype {pred.dtype}")
     pred = pred.astype(np.float64, copy=False)
-    if pred.size and not np.isfinite(pred).all():
-        raise ValueError("prediction contains NaN or infinite values")
-    if pred.size and (pred.min() < 0.0 or pred.max() > 1.0):
-        raise ValueError(
-            f"prediction values must lie in [0, 1], got [{pred.min():.6g}, {pred.max():.6g}]"
-        )
+    lo, hi = pred.min(), pred.max()
+    if not (lo >= 0.0 and hi <= 1.0):  # also False for NaN
+        if np.isnan(lo) or np.isnan(hi):
+            raise ValueError("prediction contains NaN values")
+        raise ValueError(f"prediction values must lie in [0, 1], got [{lo:.6g}, {hi:.6g}]")
     return pred
+
+
+def _joint_histogram(levels: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """512 counts: index = level (0..255) + 256 * is_foreground. uint16 indices: ~6x faster
+    than an int64 `level + 256 * g`."""
+    idx = levels.astype(np.uint16)
+    idx |= g.view(np.uint8).astype(np.uint16) << 8
+    return np.bincount(idx.ravel(), minlength=512)
 
 
 def _fbeta(precision: np.ndarray, recall: np.ndarray, beta_sq: float) -> np.ndarray:
@@ -182,42 +196,78 @@ class SaliencyMetrics:
         if pred_in.dtype == np.uint8 and not c.minmax_normalize:
             return pred_in
         scaled = p * 255.0
-        # p > k/255 <=> ceil(255 p) > k ;  p >= k/255 <=> floor(255 p) >= k
+        # p > k/255 <=> ceil(255 p) > k ;  p >= k/255 <=> floor(255 p) >= k. p is in [0, 1],
+        # so the results lie in 0..255 (ceil(-1e-4) is -0.0 -> 0).
         if c.threshold_op == ">":
-            return np.clip(np.ceil(scaled - _GRID_TOL), 0, 255).astype(np.uint8)
-        return np.clip(np.floor(scaled + _GRID_TOL), 0, 255).astype(np.uint8)
+            scaled -= _GRID_TOL
+            np.ceil(scaled, out=scaled)
+        else:
+            scaled += _GRID_TOL
+            np.floor(scaled, out=scaled)
+        return scaled.astype(np.uint8)
 
     def _update_one(self, pred_in: np.ndarray, gt_in: np.ndarray) -> None:
         c = self.conventions
         if pred_in.size == 0:
             raise ValueError("empty prediction map (0 pixels)")
-        p = _as_float_pred(pred_in)
         g = binarize_gt(gt_in, c.gt_rule)
+        if pred_in.dtype == np.uint8:
+            self._update_uint8(pred_in, g)
+            return
+        p = _as_float_pred(pred_in)
         if c.minmax_normalize:
             lo, hi = p.min(), p.max()
             if hi != lo:
                 p = (p - lo) / (hi - lo)
-        v = self._levels(pred_in, p)
-        # One pass: bin = level + 256 * is_foreground.
-        hist = np.bincount(v.ravel().astype(np.intp) + 256 * g.ravel(), minlength=512)
-        fg, allp = hist[256:], hist[:256] + hist[256:]
-        # revcum[j] = number of pixels with level >= j, j = 0..256
+        hist = _joint_histogram(self._levels(pred_in, p), g)
+        self._add_counts(hist[:256], hist[256:])
+        b = (p > c.binarize_at) if c.binarize_op == ">" else (p >= c.binarize_at)
+        n, n_b, n_g = g.size, int(np.count_nonzero(b)), int(hist[256:].sum())
+        inter = int(np.count_nonzero(b & g))
+        union = n_b + n_g - inter
+        self._iou.append(inter / union if union else c.empty_iou)
+        self._acc.append(float(n - union + inter) / n)  # TP + TN
+        self._mae.append(float(np.abs(p - g).mean()))
+
+    def _update_uint8(self, q: np.ndarray, g: np.ndarray) -> None:
+        """8-bit maps: ONE 512-bin histogram of (value, gt) gives every per-image quantity.
+
+        Each pixel's score depends only on its value q, so the per-value scores p(q) (computed
+        with the same float operations as the per-pixel path: q/255, then min-max) are applied
+        to the histogram instead of to the pixels. Counts are identical; MAE equals the pixel
+        mean up to float summation order (~1e-16).
+        """
+        c = self.conventions
+        hist = _joint_histogram(q, g)
+        bg, fg = hist[:256], hist[256:]
+        present = np.flatnonzero(bg + fg)
+        pq = np.arange(256) / 255.0  # p(q), as _as_float_pred computes it
+        if c.minmax_normalize:
+            lo, hi = pq[present[0]], pq[present[-1]]
+            if hi != lo:
+                pq = (pq - lo) / (hi - lo)
+        levels = self._levels(np.arange(256, dtype=np.float64), pq).astype(np.intp)
+        self._add_counts(
+            np.bincount(levels, weights=bg, minlength=256).astype(np.int64),
+            np.bincount(levels, weights=fg, minlength=256).astype(np.int64),
+        )
+        b = (pq > c.binarize_at) if c.binarize_op == ">" else (pq >= c.binarize_at)
+        inter = int(fg[b].sum())
+        union = int((fg + bg)[b].sum() + fg[~b].sum())
+        n = int(hist.sum())
+        self._iou.append(inter / union if union else c.empty_iou)
+        self._acc.append(float(fg[b].sum() + bg[~b].sum()) / n)
+        self._mae.append(float((bg * pq).sum() + (fg * (1.0 - pq)).sum()) / n)
+
+    def _add_counts(self, bg: np.ndarray, fg: np.ndarray) -> None:
+        """Store reversed cumulative counts: tp[j], pp[j] = pixels with level >= j (j = 0..256)."""
         tp = np.zeros(257, np.int64)
         pp = np.zeros(257, np.int64)
         tp[:256] = np.cumsum(fg[::-1])[::-1]
-        pp[:256] = np.cumsum(allp[::-1])[::-1]
+        pp[:256] = np.cumsum((fg + bg)[::-1])[::-1]
         self._tp.append(tp)
         self._pp.append(pp)
-        npos = int(tp[0])
-        self._npos.append(npos)
-
-        b = p >= c.binarize_at
-        inter = int(np.count_nonzero(b & g))
-        union = int(np.count_nonzero(b | g))
-        # Empty prediction and empty ground truth agree perfectly: IoU 1.
-        self._iou.append(inter / union if union else 1.0)
-        self._acc.append(float(np.count_nonzero(b == g)) / g.size)
-        self._mae.append(float(np.abs(p - g).mean()))
+        self._npos.append(int(tp[0]))
 
     # --- derived quantities -------------------------------------------------------------------
 

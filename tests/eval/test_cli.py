@@ -266,7 +266,7 @@ def test_bad_paths_and_names(tmp_path):
                 out,
             ),
             "no such metadata folder",
-        ),  # fmt: skip
+        ),
     ]
     for args, fragment in cases:
         assert_usage_error(run_eval(*args), fragment)

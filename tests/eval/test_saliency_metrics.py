@@ -277,3 +277,51 @@ def test_invariant_to_order_and_batch_splitting(specs, perm_seed, split):
         for p, g in tail:
             b.update(p, g)
         assert a.compute() == b.compute()  # exactly, thanks to fsum means
+
+
+@pytest.mark.parametrize("conv", [SaliencyConventions(), SaliencyConventions.pysod()])
+def test_uint8_histogram_path_equals_pixel_path(conv):
+    """uint8 maps are scored from one (value, gt) histogram; float64 q/255 maps pixel by pixel.
+    Both must agree: counts exactly, MAE up to float summation order."""
+    rng = np.random.default_rng(5)
+    a, b = SaliencyMetrics(conv), SaliencyMetrics(conv)
+    for shape in [(30, 40), (17, 9), (5, 5)]:
+        q = (rng.random(shape) ** 2 * 255).astype(np.uint8)
+        g = rng.random(shape) < 0.3
+        a.update(q, g)
+        b.update(q / 255.0, g)
+    q = np.full((4, 4), 128, np.uint8)  # constant map, empty gt
+    a.update(q, np.zeros((4, 4), bool))
+    b.update(q / 255.0, np.zeros((4, 4), bool))
+    ra, rb = a.compute(), b.compute()
+    for key in ("f_curve", "precision_curve", "recall_curve", "iou", "accuracy", "max_fbeta"):
+        assert ra[key] == rb[key], key
+    assert ra["mae"] == pytest.approx(rb["mae"], rel=1e-14)
+
+
+def test_pysod_fmeasurev2_binary_iou_and_accuracy():
+    """IoU / accuracy with PySOD conventions equal FmeasureV2's sample-based binary results."""
+    import py_sod_metrics as ps
+
+    rng = np.random.default_rng(7)
+    preds, gts = random_maps(rng, 8)
+    preds.append(np.array([[0, 254], [127, 127]], np.uint8))  # normalises 127 to exactly 0.5
+    gts.append(np.array([[0, 255], [255, 0]], np.uint8))
+    ref = ps.FmeasureV2(
+        {
+            "iou": ps.IOUHandler(with_dynamic=False, with_adaptive=False, with_binary=True),
+            "oa": ps.OverallAccuracyHandler(
+                with_dynamic=False, with_adaptive=False, with_binary=True
+            ),
+            "fm": ps.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3),
+        }
+    )
+    m = SaliencyMetrics(SaliencyConventions.pysod())
+    for p, g in zip(preds, gts, strict=True):
+        ref.step(p, g)
+        m.update(p, g)
+    r, res = m.compute(), ref.get_results()
+    assert r["iou"] == pytest.approx(res["iou"]["binary"], rel=1e-13)
+    assert r["accuracy"] == pytest.approx(res["oa"]["binary"], rel=1e-13)
+    assert r["max_fbeta"] == pytest.approx(res["fm"]["dynamic"].max(), rel=1e-13)
+    np.testing.assert_allclose(r["f_curve"], res["fm"]["dynamic"][::-1], rtol=1e-13)
