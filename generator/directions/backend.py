@@ -50,14 +50,16 @@ def require_differentiable(backend, what: str) -> None:
 
 
 def freeze(backend) -> None:
-    """Stop gradients from accumulating in G's weights (G is frozen; only z-side moves)."""
-    params = getattr(backend, "parameters", None)
-    if callable(params):
-        for p in params():
-            p.requires_grad_(False)
-    module = getattr(backend, "module", None) or getattr(backend, "net", None)
-    if isinstance(module, torch.nn.Module):
-        module.requires_grad_(False)
+    """Stop gradients from accumulating in G's weights (G is frozen; only z-side moves).
+
+    The protocol does not expose parameters, so every nn.Module attribute of the backend
+    (`net`, `generator`, ...) is frozen; gradients w.r.t. z are unaffected.
+    """
+    for value in vars(backend).values():
+        if isinstance(value, torch.nn.Module):
+            value.requires_grad_(False)
+    if isinstance(backend, torch.nn.Module):
+        backend.requires_grad_(False)
 
 
 def sample_z(n: int, latent_dim: int, gen: torch.Generator, device) -> torch.Tensor:
