@@ -84,20 +84,29 @@ def box_iou(boxes_a, boxes_b) -> np.ndarray:
     return np.where(union > 0, iou, 0.0)
 
 
-def boxes_from_binary(mask_u8: np.ndarray, multi_contour: bool) -> np.ndarray:
-    """Boxes [K, 4] of the contours of a 0/255 uint8 map (reference `scoremap2bbox`)."""
+def _box(contour, width: int, height: int) -> list[int]:
+    x, y, w, h = cv2.boundingRect(contour)
+    # x + w (not x + w - 1), clipped to the last pixel: the reference's convention.
+    return [x, y, min(x + w, width - 1), min(y + h, height - 1)]
+
+
+def contour_boxes(mask_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes of all contours [K, 4], box of the largest contour [1, 4]) of a 0/255 map,
+    as the reference's `scoremap2bbox` with and without `multi_contour_eval`."""
     height, width = mask_u8.shape
     contours = cv2.findContours(mask_u8, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
     if len(contours) == 0:
-        return np.zeros((1, 4), dtype=np.int64)
-    if not multi_contour:
-        contours = [max(contours, key=cv2.contourArea)]  # first of equal areas, like max()
-    boxes = []
-    for contour in contours:
-        x, y, w, h = cv2.boundingRect(contour)
-        # x + w (not x + w - 1), clipped to the last pixel: the reference's convention.
-        boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
-    return np.asarray(boxes, dtype=np.int64)
+        zero = np.zeros((1, 4), dtype=np.int64)
+        return zero, zero
+    largest = max(contours, key=cv2.contourArea)  # first of equal areas, like the reference
+    boxes = np.asarray([_box(c, width, height) for c in contours], dtype=np.int64)
+    return boxes, np.asarray([_box(largest, width, height)], dtype=np.int64)
+
+
+def boxes_from_binary(mask_u8: np.ndarray, multi_contour: bool) -> np.ndarray:
+    """Boxes [K, 4] of the contours of a 0/255 uint8 map (reference `scoremap2bbox`)."""
+    every, largest = contour_boxes(mask_u8)
+    return every if multi_contour else largest
 
 
 def threshold_levels(u8: np.ndarray, taus: np.ndarray) -> np.ndarray:
@@ -106,24 +115,38 @@ def threshold_levels(u8: np.ndarray, taus: np.ndarray) -> np.ndarray:
     return (taus * np.max(u8)).astype(np.int64)
 
 
-def boxes_at_thresholds(scoremap: np.ndarray, taus: np.ndarray, multi_contour: bool):
-    """Boxes for every tau: (list of distinct box arrays, index [len(taus)] into that list).
-
-    Contours are computed once per distinct binary map (see module docstring).
-    """
+def distinct_maps(scoremap: np.ndarray, taus: np.ndarray):
+    """(binary maps, index [len(taus)] into them): one map per distinct `u8 > cut`."""
     u8 = (scoremap * 255).astype(np.uint8)
     cuts = threshold_levels(u8, taus)
     values = np.unique(u8)
     # Two cuts give the same map `u8 > cut` iff the same number of values are <= cut.
     keys = np.searchsorted(values, cuts, side="right")
     uniq_keys, inverse = np.unique(keys, return_inverse=True)
-    box_sets = []
+    maps = []
     for key in uniq_keys:
-        # Any cut with this key gives the same map; use a representative.
-        cut = values[key - 1] if key > 0 else -1
-        fg = np.where(u8.astype(np.int64) > cut, 255, 0).astype(np.uint8)
-        box_sets.append(boxes_from_binary(fg, multi_contour))
-    return box_sets, inverse.reshape(-1)
+        # Any cut with this key gives the same map; the largest value below it is one.
+        if key == 0:  # every value is above the cut
+            maps.append(np.full_like(u8, 255))
+        else:
+            maps.append(cv2.threshold(u8, int(values[key - 1]), 255, cv2.THRESH_BINARY)[1])
+    return maps, inverse.reshape(-1)
+
+
+def boxes_at_thresholds(scoremap: np.ndarray, taus: np.ndarray, multi_contour: bool):
+    """Boxes for every tau: (list of distinct box arrays, index [len(taus)] into that list).
+
+    Contours are computed once per distinct binary map (see module docstring).
+    """
+    maps, index = distinct_maps(scoremap, taus)
+    return [boxes_from_binary(m, multi_contour) for m in maps], index
+
+
+def _best_iou(box_sets: list[np.ndarray], index: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    counts = [len(b) for b in box_sets]
+    iou = box_iou(np.concatenate(box_sets), gt).max(axis=1)
+    best_per_set = np.maximum.reduceat(iou, np.cumsum([0, *counts[:-1]]))
+    return best_per_set[index]
 
 
 def best_iou_per_threshold(
@@ -131,10 +154,7 @@ def best_iou_per_threshold(
 ) -> np.ndarray:
     """[len(taus)] best IoU over (predicted x ground-truth) box pairs at each tau."""
     box_sets, index = boxes_at_thresholds(scoremap, taus, multi_contour)
-    counts = [len(b) for b in box_sets]
-    iou = box_iou(np.concatenate(box_sets), gt_boxes).max(axis=1)
-    best_per_set = np.maximum.reduceat(iou, np.cumsum([0, *counts[:-1]]))
-    return best_per_set[index]
+    return _best_iou(box_sets, index, np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4))
 
 
 class MaxBoxAcc:
@@ -163,7 +183,9 @@ class MaxBoxAcc:
         gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
         if len(gt) == 0:
             raise ValueError("an image needs at least one ground-truth box")
-        best = best_iou_per_threshold(scoremap, gt, self.taus, self.multi_contour)
+        self._add(best_iou_per_threshold(scoremap, gt, self.taus, self.multi_contour))
+
+    def _add(self, best: np.ndarray) -> None:
         for d in self.deltas:
             self.num_correct[d] += best >= d
         self.count += 1
@@ -197,8 +219,15 @@ class WsolBoxMetrics:
         return self.v1.count
 
     def update(self, scoremap, gt_boxes) -> None:
-        self.v1.update(scoremap, gt_boxes)
-        self.v2.update(scoremap, gt_boxes)
+        """One findContours per distinct binary map serves both versions."""
+        check_scoremap(scoremap)
+        gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+        if len(gt) == 0:
+            raise ValueError("an image needs at least one ground-truth box")
+        maps, index = distinct_maps(scoremap, self.v1.taus)
+        every, largest = zip(*(contour_boxes(m) for m in maps), strict=True)
+        self.v1._add(_best_iou(list(largest), index, gt))
+        self.v2._add(_best_iou(list(every), index, gt))
 
     def compute(self) -> dict:
         v1, v2 = self.v1.compute(), self.v2.compute()
