@@ -199,3 +199,24 @@ def test_pxap_without_foreground_fails():
     p.update(np.zeros((2, 2)), np.zeros((2, 2), bool))
     with pytest.raises(ValueError, match="no foreground"):
         p.compute()
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), perm_seed=st.integers(0, 1000))
+def test_wsol_metrics_invariant_to_image_order(seed, perm_seed):
+    rng = np.random.default_rng(seed)
+    items = []
+    for _ in range(4):
+        s = normalize_scoremap(cv2_blur(rng.random((24, 30))))
+        x0, y0 = rng.integers(0, 20, 2)
+        gt = rng.random(s.shape) < 0.3
+        items.append((s, [[x0, y0, x0 + 5, y0 + 4]], gt))
+    order = np.random.default_rng(perm_seed).permutation(len(items))
+    results = []
+    for seq in (items, [items[i] for i in order]):
+        box, px = WsolBoxMetrics(interval=0.01), PxAP(interval=0.01)
+        for s, b, gt in seq:
+            box.update(s, b)
+            px.update(s, gt)
+        results.append((box.compute(), px.compute()))
+    assert results[0] == results[1]
