@@ -10,7 +10,8 @@
 
 Images whose resized sizes are equal are batched together. Works on any torch device; the
 model is either any callable with the contract of `segcore.modelfile` or the path of an
-exported `model.pt2`.
+exported `model.pt2` (loaded onto `device`). A callable is NOT moved: it must already live on
+`device`; an `nn.Module` is switched to eval mode for each call and back to its previous mode.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ class Predictor:
     ):
         self.device = torch.device(device)
         self.meta: dict = {}
+        # A caller's live nn.Module is run in eval mode; an exported program is already frozen
+        # (and does not support .eval()).
+        self._toggle_mode = isinstance(model, torch.nn.Module)
         if isinstance(model, str | Path):
             model, self.meta = _load_exported(Path(model), self.device)
         elif not callable(model):
             raise TypeError(f"model must be a callable or a path to model.pt2, got {type(model)}")
-        elif isinstance(model, torch.nn.Module):
-            model = model.to(self.device).eval()
         if short_side is not None and short_side < 1:
             raise ValueError(f"short_side must be >= 1 or None, got {short_side}")
         if batch_size < 1:
@@ -103,6 +105,18 @@ class Predictor:
         if buf:
             yield from self.predict_batch(buf)
 
+    def _call_model(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model; an nn.Module runs in eval mode and gets its previous mode back, so
+        the trainer can evaluate its live module mid-training."""
+        model = self.model
+        if self._toggle_mode and model.training:
+            model.eval()
+            try:
+                return model(x)
+            finally:
+                model.train()
+        return model(x)
+
     @torch.inference_mode()
     def _run(self, size: tuple[int, int], images: list[np.ndarray]) -> list[np.ndarray]:
         same = all(img.shape == images[0].shape for img in images)
@@ -120,7 +134,7 @@ class Predictor:
                 ]
             )
         x = x / 127.5 - 1.0
-        prob = self.model(x)
+        prob = self._call_model(x)
         if not isinstance(prob, torch.Tensor) or prob.shape != (len(images), 1, *size):
             raise ValueError(
                 f"model returned {getattr(prob, 'shape', type(prob))}, "

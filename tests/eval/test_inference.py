@@ -141,3 +141,11 @@ def test_light_imports_do_not_pull_torch_ray_tf():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_live_module_keeps_its_training_mode():
+    module = TinySegmenter().train()
+    seen = []
+    module.register_forward_hook(lambda m, i, o: seen.append(m.training))
+    Predictor(module, short_side=16).predict(np.zeros((20, 30, 3), np.uint8))
+    assert seen == [False] and module.training  # ran in eval mode, restored afterwards
