@@ -125,3 +125,8 @@ def build_planted_frozen(weights=None, device="cpu"):
 
 def build_factors(weights=None, device="cpu"):
     return Factors(device)
+
+
+def truth_mask(z):
+    """The planted object mask for latents z: the disk, whatever z is ([N, R, R] bool)."""
+    return disk()[None].expand(z.shape[0], -1, -1)
