@@ -93,6 +93,40 @@ def _check(cond: bool, message: str) -> None:
         raise UsageError(message)
 
 
+# Options that do not change any direction's score: a rerun may differ in them and still reuse
+# the per-direction scores in OUT/scores/ (the directions themselves are checked by content).
+SCORE_RESUME_FREE = ("out", "directions", "sheets", "pick", "device", "gen_batch")
+
+
+def _score_resume_state(cfg, dirs, latent_dim: int) -> dict[int, dict]:
+    """Entries already scored in cfg.out by a run with the same options and directions."""
+    cfg_url = storage.join(cfg.out, "config.json")
+    if not storage.exists(cfg_url):
+        return {}
+    try:
+        old = json.loads(storage.read_bytes(cfg_url))
+    except ValueError as err:
+        raise UsageError(f"{storage.redact(cfg_url)} is not valid JSON: {err}") from err
+    chash = cfgio.config_hash(cfg, exclude=SCORE_RESUME_FREE)
+    if old.get("config_hash") != chash or old.get("directions_sha") != _sha(dirs):
+        raise UsageError(
+            f"{storage.redact(cfg.out)} holds scores made with other options or directions; "
+            "choose another --out (or delete it)"
+        )
+    known = {}
+    for name in storage.list_names(storage.join(cfg.out, "scores")):
+        if name.startswith("dir_") and name.endswith(".json"):
+            entry = json.loads(storage.read_bytes(storage.join(cfg.out, "scores", name)))
+            known[int(entry["direction"])] = entry
+    return known
+
+
+def _sha(dirs) -> str:
+    import hashlib
+
+    return hashlib.sha256(dirs.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
 def run_score(cfg) -> int:
     import torch
 
@@ -131,6 +165,22 @@ def run_score(cfg) -> int:
         gen_batch=cfg.gen_batch,
         seed=cfg.seed,
     )
+    out = cfg.out
+    known = _score_resume_state(cfg, dirs, backend.latent_dim)
+    if known:
+        print(f"reusing {len(known)} directions already scored in {out}", file=sys.stderr)
+    chash = cfgio.config_hash(cfg, exclude=SCORE_RESUME_FREE)
+    storage.write_bytes_atomic(
+        storage.join(out, "config.json"),
+        cfgio.dump_json(cfg, config_hash=chash, directions_sha=_sha(dirs)).encode(),
+    )
+
+    def on_scored(k: int, entry: dict) -> None:
+        # one small file per direction: an interrupted run resumes where it stopped
+        storage.write_bytes_atomic(
+            storage.join(out, "scores", f"dir_{k:05d}.json"), json.dumps(entry).encode()
+        )
+
     scorer = DirectionScorer(backend, settings)
     ranking = score_directions(
         backend,
@@ -139,9 +189,9 @@ def run_score(cfg) -> int:
         keep_top=cfg.keep_top,
         dominant_max=cfg.dominant_max,
         scorer=scorer,
+        known=known,
+        on_scored=on_scored,
     )
-    out = cfg.out
-    storage.write_bytes_atomic(storage.join(out, "config.json"), cfgio.dump_json(cfg).encode())
     storage.write_bytes_atomic(
         storage.join(out, "ranking.json"), (json.dumps(ranking, indent=1) + "\n").encode()
     )

@@ -15,6 +15,7 @@ comparison between directions is not blurred by sampling noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -199,14 +200,27 @@ def score_directions(
     dominant_max: float = 0.99,
     progress: bool = True,
     scorer: DirectionScorer | None = None,
+    known: dict[int, dict] | None = None,
+    on_scored: Callable[[int, dict], None] | None = None,
 ) -> list[dict]:
-    """Rank the rows of `directions` [K, d]; best first, JSON-ready dicts (module docstring)."""
+    """Rank the rows of `directions` [K, d]; best first, JSON-ready dicts (module docstring).
+
+    `known` maps direction index -> an entry scored before with the same settings (each
+    direction's score depends only on the settings and the direction, so a resumed run
+    reuses them); `on_scored(k, entry)` is called after each newly scored direction.
+    """
     scorer = scorer or DirectionScorer(backend, settings)
+    known = known or {}
     entries = []
     bar = tqdm(range(directions.shape[0]), desc="scoring directions", disable=not progress)
     for k in bar:
+        if k in known:
+            entries.append(dict(known[k]))
+            continue
         _, stats = scorer.score(directions[k])
         stats["direction"] = k
         entries.append(stats)
+        if on_scored is not None:
+            on_scored(k, stats)
         bar.set_postfix(L=f"{stats['restoration_loss']:.4f}", D=f"{stats['separation']:.3f}")
     return rank(entries, keep_top=keep_top, dominant_max=dominant_max)

@@ -133,6 +133,23 @@ def test_cli_score_pick_writes_ranking_sheets_and_signed_direction(run_cli, tmp_
     assert (d.operators[d.bright_operator][:, 3] > 0.2).all()
     assert (d.operators[1 - d.bright_operator][:, 3] < -0.2).all()
 
+    # An interrupted run resumes: scores kept per direction are reused, the rest recomputed,
+    # and the ranking comes out identical.
+    ranking_bytes = (out / "ranking.json").read_bytes()
+    assert len(list((out / "scores").glob("dir_*.json"))) == 12
+    for k in (3, 7, 11):
+        (out / "scores" / f"dir_{k:05d}.json").unlink()
+    (out / "ranking.json").unlink()
+    r = run_cli("score", "--gan", f"{TOY}:build_planted_dark", "--directions", "coords",
+                "--out", out, "--sheets", 0)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "reusing 9 directions" in r.stderr
+    assert (out / "ranking.json").read_bytes() == ranking_bytes
+    # other options that change the scores may not reuse that folder
+    r = run_cli("score", "--gan", f"{TOY}:build_planted_dark", "--directions", "coords",
+                "--out", out, "--steps", 50)  # fmt: skip
+    assert r.returncode == 2 and "other options" in r.stderr
+
 
 def test_cli_rejects_directions_of_the_wrong_latent_size(run_cli, tmp_path):
     bad = tmp_path / "dirs.pt"
