@@ -1,7 +1,65 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: generate -> train -> evaluate, end to end.
+# The main job on the embedded defaults, end to end, offline (issue 8):
+#   1. generate mask shards with the shipped toy-world GAN and its shipped direction (Ray, local)
+#   2. train the U-Net on them with torchrun, 2 processes
+#   3. evaluate on 1,000 held-out world scenes with TRUE masks, and on the real Weizmann horses
+#   4. write a report: OUT/metrics.json (per set: max_fbeta, iou, accuracy, n_images, ...),
+#      OUT/report.md and each set's eval report (curves, best/worst grid)
+# Usage: scripts/demo.sh [OUT]   (default runs/demo; rerunning resumes every step)
+# Knobs (environment): DEMO_SHARDS, DEMO_SAMPLES_PER_SHARD, DEMO_STEPS, DEMO_WIDTH, DEMO_BATCH,
+# SEG_SHARED_DATA (folder holding weizmann_horse/; default ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "demo: the end-to-end pipeline on the embedded GAN is not built yet (issue 'Embedded world')." >&2
-echo "demo: nothing was run; see README.md, 'Status'." >&2
-exit 2
+
+OUT="${1:-runs/demo}"
+PY=.venv/bin/python
+SHARDS="${DEMO_SHARDS:-8}"
+PER_SHARD="${DEMO_SAMPLES_PER_SHARD:-500}"
+STEPS="${DEMO_STEPS:-600}"
+WIDTH="${DEMO_WIDTH:-0.25}"
+BATCH="${DEMO_BATCH:-32}"
+DATA="${SEG_SHARED_DATA:-../shared/data}"
+HORSES="$DATA/weizmann_horse"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # 2 ranks x 1 thread on 2 cores
+export GLOO_SOCKET_IFNAME="${GLOO_SOCKET_IFNAME:-lo}"
+
+if [[ ! -x "$PY" ]]; then
+  echo "demo: $PY not found; run 'make venv' first" >&2
+  exit 2
+fi
+mkdir -p "$OUT"
+start=$(date +%s)
+stamp() { echo "demo: [$(( $(date +%s) - start ))s] $*"; }
+
+stamp "1/5 held-out world scenes with true masks -> $OUT/world_test"
+$PY -m generator.gans.toyworld.world "$OUT/world_test" --count 1000
+
+stamp "2/5 generating $SHARDS x $PER_SHARD samples with the embedded GAN -> $OUT/shards"
+$PY -m generator --gan toyworld --shards "$SHARDS" --samples-per-shard "$PER_SHARD" \
+  --out "$OUT/shards" --workers 2 --device cpu
+
+last=$(printf '%06d' $((SHARDS - 1)))
+stamp "3/5 training the U-Net (torchrun, 2 processes, $STEPS steps)"
+resume=()
+[[ -f "$OUT/unet/checkpoint.pt" ]] && resume=(--resume)
+if [[ ! -f "$OUT/unet/model.json" ]]; then
+  .venv/bin/torchrun --standalone --nproc_per_node=2 -m trainer \
+    --shards "$OUT/shards/shard-{000000..$last}.tar" --out "$OUT/unet" \
+    --resolution 32 --width "$WIDTH" --batch-size "$BATCH" --steps "$STEPS" --workers 0 \
+    --log-every 50 "${resume[@]}"
+fi
+
+stamp "4/5 evaluating on the held-out world scenes"
+$PY -m eval saliency --model "$OUT/unet" --data "$OUT/world_test" --short-side 32 \
+  --out "$OUT/eval/world_test" --name "toy world (held-out, true masks)" --no-progress
+if [[ -d "$HORSES" ]]; then
+  stamp "4/5 evaluating on the Weizmann horses ($HORSES)"
+  $PY -m eval saliency --model "$OUT/unet" --data "$HORSES" --short-side 32 \
+    --out "$OUT/eval/weizmann_horse" --name "Weizmann horse (real)" --no-progress
+else
+  echo "demo: $HORSES not found; skipping the horse evaluation (set SEG_SHARED_DATA)" >&2
+fi
+
+stamp "5/5 report"
+$PY -m generator.gans.toyworld.demo_report "$OUT"
+stamp "done: report in $OUT/report.md, metrics in $OUT/metrics.json"

@@ -53,6 +53,7 @@ class ToyWorldGan:
         self.config = cfg
         self.latent_dim = cfg.latent_dim
         self.resolution = cfg.resolution
+        self.encoder_resolution = cfg.resolution  # generator.embed resizes images to this
         self._device = torch.device(device)
         self.generator = Generator(cfg)
         self.encoder = Encoder(cfg)

@@ -1,0 +1,267 @@
+"""Benchmark of the whole unsupervised pipeline on the embedded toy world (issue 8, item 5).
+
+    .venv/bin/python benchmarks/pipeline_world.py --out runs/bench_world [--parts a,b,c,d]
+
+Every figure is measured against the world's TRUE masks on held-out scenes (TEST_SEED, never seen
+by the GAN, whose training used TRAIN_SEED images only):
+  (a) the unsupervised pipeline: shipped GAN + shipped direction -> shards -> U-Net -> eval;
+  (b) the same U-Net, same steps, trained on world scenes with their TRUE masks (upper bound);
+  (c) baselines without training: Otsu grey threshold (minority side = object, and the oracle
+      polarity per image), eval's classic baselines (`python -m eval baseline`: rbd, center);
+  (d) ablations of (a): no filters / each filter alone, and encoder-embedding latents
+      (E-BigBiGAN style, PAPER.md section 4) with alpha 0 and 0.2.
+Prints one table and writes OUT/results.json. Each part reuses finished steps (rerun = resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+sys.path.insert(0, str(ROOT))
+
+from generator.gans.toyworld.world import TEST_SEED, render_scene, write_folder  # noqa: E402
+
+
+def sh(cmd: list[str], env=None) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+
+
+def metrics_of(report: Path) -> dict:
+    doc = json.loads((report / "metrics.json").read_text())
+    return {k: doc[k] for k in ("max_fbeta", "iou", "accuracy", "n_images")}
+
+
+def train_and_eval(args, shards: Path, n_shards: int, run: Path, test: Path) -> dict:
+    """U-Net on `shards` (torchrun, 2 processes), then eval on the held-out world scenes."""
+    import os
+
+    if not (run / "unet" / "model.json").exists():
+        env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+        pattern = f"{shards}/shard-{{000000..{n_shards - 1:06d}}}.tar"
+        sh(
+            [
+                str(ROOT / ".venv/bin/torchrun"),
+                "--standalone",
+                "--nproc_per_node=2",
+                "-m",
+                "trainer",
+                "--shards",
+                pattern,
+                "--out",
+                str(run / "unet"),
+                "--resolution",
+                "32",
+                "--width",
+                str(args.width),
+                "--batch-size",
+                str(args.batch),
+                "--steps",
+                str(args.steps),
+                "--workers",
+                "0",
+                "--log-every",
+                "100",
+            ],
+            env=env,
+        )
+    report = run / "eval"
+    if not (report / "metrics.json").exists():
+        sh(
+            [
+                PY,
+                "-m",
+                "eval",
+                "saliency",
+                "--model",
+                str(run / "unet"),
+                "--data",
+                str(test),
+                "--short-side",
+                "32",
+                "--out",
+                str(report),
+                "--no-progress",
+            ]
+        )
+    return metrics_of(report)
+
+
+def generate(args, out: Path, extra: list[str]) -> None:
+    if not (out / "manifest.jsonl").exists():
+        sh(
+            [
+                PY,
+                "-m",
+                "generator",
+                "--gan",
+                "toyworld",
+                "--shards",
+                str(args.shards),
+                "--samples-per-shard",
+                str(args.per_shard),
+                "--out",
+                str(out),
+                "--workers",
+                "2",
+                "--device",
+                "cpu",
+                *extra,
+            ]
+        )
+
+
+def write_true_mask_shards(args, out: Path) -> None:
+    """Training scenes of the world WITH their true masks, in the generator's shard format."""
+    from generator.shards import encode_jpeg, encode_mask_png, publish_shard
+    from segcore import schema
+
+    out.mkdir(parents=True, exist_ok=True)
+    for s in range(args.shards):
+        if (out / schema.shard_name(s)).exists():
+            continue
+        samples = []
+        for j in range(args.per_shard):
+            img, mask = render_scene(7, s * args.per_shard + j)  # seed 7: neither train nor test
+            samples.append(
+                {
+                    "__key__": schema.sample_key(s, j),
+                    "jpg": encode_jpeg(img, 95),
+                    "png": encode_mask_png(mask, 3),
+                    "json": json.dumps({"shard": s, "sample": j, "source": "true-mask"}).encode(),
+                }
+            )
+        publish_shard(samples, str(out), s)
+
+
+def otsu(test_n: int) -> dict:
+    from eval.metrics import SaliencyMetrics
+
+    minority, oracle = SaliencyMetrics(), SaliencyMetrics()
+    for i in range(test_n):
+        img, mask = render_scene(TEST_SEED, i)
+        gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        t, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        pred = gray > t
+        minority.update((pred if pred.mean() < 0.5 else ~pred).astype(np.float32), mask)
+        a, b = pred, ~pred
+        iou_a = (a & mask).sum() / max((a | mask).sum(), 1)
+        iou_b = (b & mask).sum() / max((b | mask).sum(), 1)
+        oracle.update((a if iou_a >= iou_b else b).astype(np.float32), mask)
+    keys = ("max_fbeta", "iou", "accuracy", "n_images")
+    return {
+        "otsu_minority": {k: minority.compute()[k] for k in keys},
+        "otsu_oracle_polarity": {k: oracle.compute()[k] for k in keys},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="runs/bench_world")
+    p.add_argument("--parts", default="a,b,c,d")
+    p.add_argument("--test", type=int, default=1000, help="held-out scenes")
+    p.add_argument("--shards", type=int, default=8)
+    p.add_argument("--per-shard", type=int, default=500)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--batch", type=int, default=32)
+    args = p.parse_args()
+    out = Path(args.out).resolve()
+    parts = set(args.parts.split(","))
+    test = write_folder(out / "world_test", args.test, seed=TEST_SEED)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+
+    def record(name, value):
+        results[name] = value
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+        print(name, json.dumps(value), flush=True)
+
+    t0 = time.time()
+    if "a" in parts:
+        generate(args, out / "a" / "shards", [])
+        record(
+            "a_unsupervised",
+            train_and_eval(args, out / "a" / "shards", args.shards, out / "a", test),
+        )
+    if "b" in parts:
+        write_true_mask_shards(args, out / "b" / "shards")
+        record(
+            "b_true_masks", train_and_eval(args, out / "b" / "shards", args.shards, out / "b", test)
+        )
+    if "c" in parts:
+        for name, value in otsu(args.test).items():
+            record("c_" + name, value)
+        for method in ("rbd", "center"):
+            rep = out / "c" / method
+            if not (rep / "metrics.json").exists():
+                sh(
+                    [
+                        PY,
+                        "-m",
+                        "eval",
+                        "baseline",
+                        "--method",
+                        method,
+                        "--data",
+                        str(test),
+                        "--out",
+                        str(rep),
+                        "--no-progress",
+                    ]
+                )
+            record("c_" + method, metrics_of(rep))
+    if "d" in parts:
+        variants = {
+            "filters_none": ["--filters", "none"],
+            "filters_components": ["--filters", "components"],
+            "filters_mask_size": ["--filters", "mask_size"],
+            "filters_histogram": ["--filters", "histogram"],
+        }
+        emb = out / "d" / "embeddings.npy"
+        if not emb.exists():
+            # encoder embeddings of world TRAINING images (no masks), PAPER.md section 4
+            imgs = write_folder(out / "d" / "embed_images", 2000, seed=0)
+            sh(
+                [
+                    PY,
+                    "-m",
+                    "generator.embed",
+                    "--gan",
+                    "toyworld",
+                    "--images",
+                    str(imgs / "images"),
+                    "--out",
+                    str(emb),
+                ]
+            )
+        variants["embeddings_alpha0"] = ["--latents", str(emb), "--alpha", "0"]
+        variants["embeddings_alpha0.2"] = ["--latents", str(emb), "--alpha", "0.2"]
+        for name, extra in variants.items():
+            run = out / "d" / name
+            generate(args, run / "shards", extra)
+            record("d_" + name, train_and_eval(args, run / "shards", args.shards, run, test))
+
+    print(f"\n{'':28s} {'maxFbeta':>9s} {'IoU':>7s} {'acc':>7s} {'n':>6s}")
+    for name, m in results.items():
+        print(
+            f"{name:28s} {m['max_fbeta']:9.3f} {m['iou']:7.3f} {m['accuracy']:7.3f} {m['n_images']:6d}"
+        )
+    if "a_unsupervised" in results and "b_true_masks" in results:
+        ratio = results["a_unsupervised"]["iou"] / results["b_true_masks"]["iou"]
+        print(f"(a)/(b) IoU ratio: {ratio:.3f}")
+    print(f"results: {results_path}  ({time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
