@@ -134,31 +134,32 @@ def embed(cfg: EmbedConfig, names: list[str], batch_size: int, device: str, work
         )
     parts = cfg.out + ".parts"
     progress = storage.join(parts, "progress.json")
-    if storage.exists(progress):
+    n_chunks = -(-cfg.n_images // cfg.chunk_size)
+    chunk_name = "chunk-{:06d}.npy".format
+    finished = {n for n in storage.list_names(parts) if n.startswith("chunk-")}
+    if finished:
+        if not storage.exists(progress):
+            raise UsageError(f"{storage.redact(parts)} has chunks but no progress.json; delete it")
         rec = json.loads(storage.read_bytes(progress))
         if rec.get("config_hash") != h:
             raise UsageError(
                 f"{storage.redact(parts)} holds chunks of a different run; delete it or "
                 "rerun with the same arguments"
             )
-    else:
-        storage.write_bytes_atomic(progress, dump_json(cfg, config_hash=h).encode())
-
-    n_chunks = -(-cfg.n_images // cfg.chunk_size)
-    chunk_name = "chunk-{:06d}.npy".format
-    finished = set(storage.list_names(parts))
     todo = [i for i in range(n_chunks) if chunk_name(i) not in finished]
-    done_images = sum(
-        min(cfg.chunk_size, cfg.n_images - i * cfg.chunk_size) for i in range(n_chunks)
-    ) - sum(min(cfg.chunk_size, cfg.n_images - i * cfg.chunk_size) for i in todo)
+    sizes = [min(cfg.chunk_size, cfg.n_images - i * cfg.chunk_size) for i in range(n_chunks)]
+    done_images = cfg.n_images - sum(sizes[i] for i in todo)
 
     encoded = 0
     if todo:
+        # Check the backend before recording anything, so a wrong --gan leaves no trace.
         backend = load_gan(cfg.gan, cfg.weights, device)
         if not backend.has_encoder:
             raise UsageError(f"--gan {cfg.gan} has no encoder; use e.g. bigbigan-hub")
         encode = _encode_fn(backend, cfg.output)
         size = cfg.size or int(getattr(backend, "encoder_resolution", 256))
+        if not finished:
+            storage.write_bytes_atomic(progress, dump_json(cfg, config_hash=h).encode())
         root = Path(cfg.images)
         bar = tqdm(total=cfg.n_images, initial=done_images, unit="img", desc="embed")
         with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:

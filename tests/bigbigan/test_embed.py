@@ -175,3 +175,36 @@ def test_cli_end_to_end_and_errors(hub_module, tmp_path):
     bad = run_cli(*args[:-6], "--images", str(images), "--out", str(out), "--output", "nope")
     ours = [ln for ln in bad.stderr.splitlines() if ln.startswith("python -m generator.embed")]
     assert bad.returncode == 2 and len(ours) == 1 and "different run" in ours[0]
+
+
+def test_backend_without_encoder_leaves_no_trace(tmp_path, monkeypatch):
+    class NoEncoder:
+        name, has_encoder = "plain", False
+
+    monkeypatch.setattr(generator.gans, "load_gan", lambda name, weights, device: NoEncoder())
+    images = tmp_path / "imgs"
+    names = _images(images, n=2)
+    out = tmp_path / "z.npy"
+    with pytest.raises(UsageError, match="has no encoder"):
+        emb.embed(_cfg(images, out, names), names, 2, "cpu", 1)
+    assert not (tmp_path / "z.npy.parts").exists() and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_embed_to_s3(tmp_path, patched_hub, s3_env):
+    from segcore import storage
+
+    images = tmp_path / "imgs"
+    names = _images(images, n=3)
+    out = f"s3://{s3_env.bucket}/emb/z.npy"
+    assert emb.embed(_cfg(images, out, names), names, 2, "cpu", 1) == 3
+    z = np.load(__import__("io").BytesIO(storage.read_bytes(out)))
+    assert z.shape == (3, 120) and z.dtype == np.float32
+    assert json.loads(storage.read_bytes(f"s3://{s3_env.bucket}/emb/z.json"))["images"] == names
+    fs, _ = storage.filesystem(out)
+    fs.invalidate_cache()
+    # No chunk or progress object is left (SeaweedFS may keep an empty folder entry).
+    left = fs.find(f"{s3_env.bucket}/emb/z.npy.parts", detail=True)
+    assert [k for k, v in left.items() if v["size"] > 0 or k.endswith(".npy")] == [], left
+    assert emb.embed(_cfg(images, out, names), names, 2, "cpu", 1) == 0
