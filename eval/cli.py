@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+import segcore
 from eval.datasets.io import IMAGE_EXTS, DatasetError
+from eval.errors import PredictionError
 from eval.metrics.saliency import SaliencyConventions
 from segcore.cli import UsageError
 
@@ -117,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _record(args) -> dict:
+    """The resolved command-line options, stored in every report (paths as given)."""
+    from segcore.storage import redact
+
+    return {
+        k: (redact(str(v)) if isinstance(v, str | Path) else v)
+        for k, v in sorted(vars(args).items())
+    }
+
+
 def _predictor(args):
     from eval.inference import Predictor
 
@@ -167,7 +179,7 @@ def cmd_saliency(args) -> dict:
         name=args.name or Path(args.data).name,
         conventions=_conventions(args),
         progress=not args.no_progress,
-        extra={"command": "saliency", "layout": args.layout, "model": str(args.model)},
+        extra={"command": "saliency", "cli": _record(args)},
     )
 
 
@@ -185,7 +197,7 @@ def cmd_baseline(args) -> dict:
         name=args.name or Path(args.data).name,
         conventions=_conventions(args),
         progress=not args.no_progress,
-        extra={"command": "baseline", "layout": args.layout, "method": args.method},
+        extra={"command": "baseline", "cli": _record(args)},
     )
 
 
@@ -268,6 +280,7 @@ def cmd_maps(args) -> dict:
 
     info = {
         "command": "maps",
+        "cli": _record(args),
         "dataset": f"maps {pred_dir} vs {gt_dir}",
         "skipped": [{"name": n, "reason": r} for n, r in skipped],
     }
@@ -320,6 +333,7 @@ def cmd_wsol(args) -> dict:
     result.update(
         {
             "command": "wsol",
+            "cli": _record(args),
             "dataset": DATASETS[args.dataset],
             "metadata": str(args.metadata),
             "predictor": predictor.settings(),
@@ -352,7 +366,13 @@ def cmd_predict(args) -> dict:
             ok, buf = cv2.imencode(".png", arr)
             assert ok  # encoding a uint8 2-D array cannot fail
             storage.write_bytes_atomic(storage.join(args.out, sub, f"{name}.png"), buf.tobytes())
-    info = {"n_images": len(names), "images": str(img_dir), "predictor": predictor.settings()}
+    info = {
+        "n_images": len(names),
+        "images": str(img_dir),
+        "predictor": predictor.settings(),
+        "cli": _record(args),
+        "version": segcore.__version__,
+    }
     write_json(storage.join(args.out, "predict.json"), info)
     return info
 
@@ -374,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = COMMANDS[args.command](args)
     except DatasetError as err:
         raise UsageError(str(err)) from err
+    except PredictionError as err:
+        raise UsageError(f"--model {getattr(args, 'model', '')}: {err}") from err
     keys = ("max_fbeta", "iou", "accuracy", "mae", "maxboxacc_v1", "maxboxacc_v2", "pxap")
     shown = {k: round(result[k], 4) for k in keys if isinstance(result.get(k), float)}
     n = result.get("n_images")

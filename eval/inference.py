@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eval.errors import PredictionError
+
 
 def resized_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
     """(h, w) after resizing the shorter side to `short_side` (torchvision's rounding)."""
@@ -136,16 +138,16 @@ class Predictor:
         x = x / 127.5 - 1.0
         prob = self._call_model(x)
         if not isinstance(prob, torch.Tensor) or prob.shape != (len(images), 1, *size):
-            raise ValueError(
+            raise PredictionError(
                 f"model returned {getattr(prob, 'shape', type(prob))}, "
                 f"expected [{len(images)}, 1, {size[0]}, {size[1]}]"
             )
         prob = prob.float()
         if not torch.isfinite(prob).all():
-            raise ValueError("model output contains NaN or infinite values")
+            raise PredictionError("model output contains NaN or infinite values")
         lo, hi = float(prob.min()), float(prob.max())
         if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"model output must be probabilities in [0, 1], got [{lo}, {hi}]")
+            raise PredictionError(f"model output must be probabilities in [0, 1], got [{lo}, {hi}]")
         if self.quantize:
             prob = torch.floor(prob * 255.0)  # the authors' uint8 map
         maps = []

@@ -301,3 +301,20 @@ def test_bad_prediction_values(tmp_path):
         "--out", tmp_path / "o2",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+
+
+class NaNModel(torch.nn.Module):
+    def forward(self, x):
+        return torch.sigmoid(x.mean(dim=1, keepdim=True)) * float("nan")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_model_returning_nan_is_a_usage_error(tmp_path):
+    from segcore.modelfile import export_model
+
+    model = export_model(NaNModel(), tmp_path / "nan" / "model.pt2", {"resolution": 128})
+    data = make_folder(tmp_path / "data", n=2)
+    r = run_eval("saliency", "--model", model, "--data", data, "--out", tmp_path / "o")
+    assert_usage_error(r, "model output contains NaN")
+    assert not (tmp_path / "o" / "metrics.json").exists()
