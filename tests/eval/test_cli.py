@@ -318,3 +318,33 @@ def test_model_returning_nan_is_a_usage_error(tmp_path):
     r = run_eval("saliency", "--model", model, "--data", data, "--out", tmp_path / "o")
     assert_usage_error(r, "model output contains NaN")
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+@pytest.mark.integration
+def test_report_written_to_object_storage(s3_env, tmp_path):
+    """--out may be an s3:// URL: every report file lands as one object."""
+    from eval.datasets import FolderPairs
+    from eval.report import evaluate_and_report
+    from segcore import storage
+
+    class Perfect:  # predicts the ground truth itself (looked up by image content)
+        batch_size = 4
+
+        def __init__(self, ds):
+            self.by_bytes = {s.image.tobytes(): s.mask for s in ds}
+
+        def predict(self, image):
+            return self.by_bytes[image.tobytes()].astype(np.float32)
+
+        def predict_batch(self, images):
+            return [self.predict(im) for im in images]
+
+    ds = FolderPairs(make_folder(tmp_path / "data", n=3))
+    url = f"s3://{s3_env.bucket}/reports/perfect"
+    r = evaluate_and_report(Perfect(ds), ds, url, name="perfect", progress=False)
+    assert r["max_fbeta"] == 1.0 and r["iou"] == 1.0
+    stored = json.loads(storage.read_bytes(f"{url}/metrics.json"))
+    assert stored["n_images"] == 3 and stored["iou"] == 1.0
+    assert sorted(storage.list_names(url)) == [
+        "curves.png", "grid.png", "metrics.json", "per_image.json", "summary.md"
+    ]  # fmt: skip
