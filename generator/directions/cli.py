@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sheet-images", type=int, default=d["sheet_images"].default)
     s.add_argument("--gen-batch", type=int, default=d["gen_batch"].default)
     s.add_argument("--pick", action="store_true", help="write DIR/direction.json for the best")
+    s.add_argument(
+        "--pick-direction",
+        type=int,
+        default=None,
+        help="with --pick: take this direction index instead of the best ranked one",
+    )
 
     g = sub.add_parser("discover", help="Voynov & Babenko 2020 unsupervised directions")
     _common(g)
@@ -95,7 +101,9 @@ def _check(cond: bool, message: str) -> None:
 
 # Options that do not change any direction's score: a rerun may differ in them and still reuse
 # the per-direction scores in OUT/scores/ (the directions themselves are checked by content).
-SCORE_RESUME_FREE = ("out", "directions", "sheets", "pick", "device", "gen_batch")
+SCORE_RESUME_FREE = (
+    "out", "directions", "sheets", "pick", "pick_direction", "device", "gen_batch"
+)  # fmt: skip
 
 
 def _score_resume_state(cfg, dirs, latent_dim: int) -> dict[int, dict]:
@@ -144,6 +152,7 @@ def run_score(cfg) -> int:
     _check(0 < cfg.keep_top <= 1, f"--keep-top must be in (0, 1], got {cfg.keep_top}")
     _check(0.5 < cfg.dominant_max <= 1, "--dominant-max must be in (0.5, 1]")
     _check(cfg.sheets >= 0 and cfg.sheet_images >= 1, "--sheets >= 0, --sheet-images >= 1")
+    _check(cfg.pick_direction is None or cfg.pick, "--pick-direction needs --pick")
 
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -212,7 +221,7 @@ def run_score(cfg) -> int:
         )
     print(f"wrote {storage.redact(storage.join(out, 'ranking.json'))}", file=sys.stderr)
     if cfg.pick:
-        choice = pick_direction(backend, dirs, ranking, scorer)
+        choice = pick_direction(backend, dirs, ranking, scorer, index=cfg.pick_direction)
         url = storage.join(out, "direction.json")
         write_direction_file(
             url,

@@ -23,6 +23,7 @@ class ScoreConfig:
     sheets: int = 10  # Appendix B: "the top-10 with the lowest L_h"
     sheet_images: int = 6
     pick: bool = False
+    pick_direction: int | None = None  # a person's override of the best-ranked direction
     gen_batch: int = 32
     seed: int = 0
     device: str = "auto"

@@ -22,6 +22,7 @@ import torch
 from generator.direction_file import save_direction
 from generator.directions.operators import AffinePair
 from generator.directions.score import DirectionScorer
+from segcore.cli import UsageError
 
 
 def brightness_margin(stats: dict) -> float:
@@ -93,20 +94,30 @@ def write_direction_file(
 
 
 def pick_direction(
-    backend, directions: torch.Tensor, ranking: list[dict], scorer: DirectionScorer
+    backend,
+    directions: torch.Tensor,
+    ranking: list[dict],
+    scorer: DirectionScorer,
+    index: int | None = None,
 ) -> dict:
-    """The best kept direction of `ranking` with its sign decided (see module docstring)."""
-    best = ranking[0]
-    if not best["kept"]:
-        from segcore.cli import UsageError
-
-        raise UsageError(
-            "no direction passed the area filter (every one put >= 99% of pixels in one class)"
-        )
-    k = best["direction"]
-    h = directions[k]
-    pair = AffinePair.from_matrices(best["operators"]).to(backend.device)
-    choice = choose_sign(scorer, h, plus=(pair, best))
+    """The best kept direction of `ranking` (or direction `index`, a person's override after
+    looking at the sheets) with its sign decided (see module docstring)."""
+    if index is None:
+        entry = ranking[0]
+        if not entry["kept"]:
+            raise UsageError(
+                "no direction passed the area filter (every one put >= 99% of pixels in one class)"
+            )
+    else:
+        found = [e for e in ranking if e["direction"] == index]
+        if not found:
+            raise UsageError(f"direction {index} is not among the {len(ranking)} scored")
+        entry = found[0]
+        if not entry["kept"]:
+            print(f"warning: direction {index} was not kept by the ranking rules", file=sys.stderr)
+    k = entry["direction"]
+    pair = AffinePair.from_matrices(entry["operators"]).to(backend.device)
+    choice = choose_sign(scorer, directions[k], plus=(pair, entry))
     choice["index"] = k
-    choice["ranking_entry"] = best
+    choice["ranking_entry"] = entry
     return choice

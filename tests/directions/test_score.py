@@ -140,11 +140,13 @@ def test_cli_score_pick_writes_ranking_sheets_and_signed_direction(run_cli, tmp_
     for k in (3, 7, 11):
         (out / "scores" / f"dir_{k:05d}.json").unlink()
     (out / "ranking.json").unlink()
+    # (this rerun also overrides the pick: a person chose direction 8 from the sheets)
     r = run_cli("score", "--gan", f"{TOY}:build_planted_dark", "--directions", "coords",
-                "--out", out, "--sheets", 0)  # fmt: skip
+                "--out", out, "--sheets", 0, "--pick", "--pick-direction", 8)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "reusing 9 directions" in r.stderr
     assert (out / "ranking.json").read_bytes() == ranking_bytes
+    assert load_direction(out / "direction.json", 12).info["index"] == 8
     # other options that change the scores may not reuse that folder
     r = run_cli("score", "--gan", f"{TOY}:build_planted_dark", "--directions", "coords",
                 "--out", out, "--steps", 50)  # fmt: skip
