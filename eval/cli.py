@@ -138,6 +138,7 @@ def _predictor(args):
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.short_side < 0:
         raise UsageError(f"--short-side must be >= 0, got {args.short_side}")
+    _check_device(args.device)
     try:
         return Predictor(
             args.model,
@@ -148,6 +149,22 @@ def _predictor(args):
         )
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise UsageError(f"--model {args.model}: {err}") from err
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"--device {name!r}: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:
+        raise UsageError(f"--device {name}: only {count} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: MPS is not available on this machine")
 
 
 def _dataset(args):

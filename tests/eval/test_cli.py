@@ -245,6 +245,10 @@ def test_bad_paths_and_names(tmp_path):
             "unknown layout 'pascal'",
         ),
         (("baseline", "--method", "center", "--data", empty, "--out", out), "no image files"),
+        (
+            ("predict", "--model", fake_model, "--images", data, "--out", out, "--device", "tpu9"),
+            "--device 'tpu9'",
+        ),
         (("baseline", "--method", "hs", "--data", data, "--out", out), "unknown --method"),
         (
             ("predict", "--model", fake_model, "--images", empty / "images", "--out", out),
