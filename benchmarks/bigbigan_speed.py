@@ -38,9 +38,15 @@ def flops_per_image(model) -> float:
     return float(counter.get_total_flops())
 
 
-def time_mode(model, device, mode: str, batch: int, iters: int, warmup: int, channels_last: bool):
+def time_mode(model, device, mode, batch, iters, warmup, channels_last, compile_mode):
     precision = mode.removesuffix("-compiled")
-    backend = BigBiGANTorch(model, device, precision=precision, compile=mode.endswith("-compiled"))
+    backend = BigBiGANTorch(
+        model,
+        device,
+        precision=precision,
+        compile=mode.endswith("-compiled"),
+        compile_mode=compile_mode,
+    )
     if channels_last:
         backend.model.to(memory_format=torch.channels_last)
     z = torch.randn(batch, 120, device=device)
@@ -72,6 +78,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=None, help="default: 3 on GPU, 1 on CPU")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument(
+        "--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs"
+    )
+    parser.add_argument(
         "--peak-tflops",
         type=float,
         default=None,
@@ -101,7 +110,16 @@ def main() -> int:
     print(f"{'mode':>16} {'batch':>6} {'masks/s':>10}" + (f" {'of limit':>9}" if limit else ""))
     for mode in modes:
         for batch in batches:
-            rate = time_mode(model, args.device, mode, batch, iters, warmup, args.channels_last)
+            rate = time_mode(
+                model,
+                args.device,
+                mode,
+                batch,
+                iters,
+                warmup,
+                args.channels_last,
+                args.compile_mode,
+            )
             frac = f" {rate / limit:8.1%}" if limit else ""
             print(f"{mode:>16} {batch:>6} {rate:>10.2f}{frac}", flush=True)
     return 0

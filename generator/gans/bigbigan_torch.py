@@ -212,6 +212,7 @@ class BigBiGANTorch:
         *,
         precision: str = "fp32",
         compile: bool = False,
+        compile_mode: str | None = None,
         class_index: int = 0,
         random_weights: bool = False,
         source: str = "",
@@ -226,7 +227,13 @@ class BigBiGANTorch:
         self.random_weights = random_weights
         self.source = source
         self.class_index = class_index
-        self._forward = torch.compile(self._uncond) if compile else self._uncond
+        # dynamic=False: the generator runs a fixed batch size, static-shape kernels are faster
+        # (a smaller last batch costs one recompile).
+        self._forward = (
+            torch.compile(self._uncond, dynamic=False, mode=compile_mode)
+            if compile
+            else self._uncond
+        )
         self.compiled = compile
 
     @property
