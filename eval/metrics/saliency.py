@@ -100,6 +100,11 @@ def binarize_gt(gt: np.ndarray, rule: str = ">=128") -> np.ndarray:
         return gt
     if not np.issubdtype(gt.dtype, np.integer):
         raise TypeError(f"ground truth must be bool or an integer mask, got dtype {gt.dtype}")
+    if gt.size and gt.max() == 1:
+        # A 0/1 mask read with the 128 rule would silently be all background.
+        raise ValueError(
+            "integer ground truth with values {0, 1}: pass a bool mask (or 0/255 values)"
+        )
     return gt >= 128 if rule == ">=128" else gt > 128
 
 

@@ -137,6 +137,7 @@ def test_gt_rules():
         (np.zeros((2, 2), bool), np.zeros((2, 2), bool), TypeError, "float"),
         (np.zeros((2, 2)), np.zeros((2, 2), np.float32), TypeError, "ground truth"),
         (np.zeros(4), np.zeros(4, bool), ValueError, r"\[H, W\]"),
+        (np.zeros((2, 2)), np.eye(2, dtype=np.uint8), ValueError, r"\{0, 1\}"),
     ],
 )
 def test_bad_inputs_are_rejected(pred, gt, err, match):
