@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
 import torch
 
+from segcore import storage
 from segcore.cli import UsageError
 
 COORDS = "coords"
@@ -17,20 +18,23 @@ def load_directions(spec: str, latent_dim: int) -> torch.Tensor:
 
     `spec` is "coords" (the latent_dim coordinate axes, handy for small GANs whose axes are
     already meaningful), a `.pt` file holding a [K, d] tensor (what `discover` writes) or the
-    `discover` checkpoint (a dict with "directions"), or a `.npy` [K, d] / [d] array.
+    `discover` checkpoint (a dict with "directions"), or a `.npy` [K, d] / [d] array; a local
+    path or an object-store URL.
     """
     if spec == COORDS:
         return torch.eye(latent_dim)
-    path = Path(spec)
-    if not path.is_file():
-        raise UsageError(f"directions file {spec} does not exist (or pass --directions coords)")
+    if not storage.exists(spec):
+        raise UsageError(
+            f"directions file {storage.redact(spec)} does not exist (or pass --directions coords)"
+        )
     try:
-        if path.suffix.lower() == ".npy":
-            obj = torch.from_numpy(np.load(path, allow_pickle=False))
+        data = io.BytesIO(storage.read_bytes(spec))
+        if spec.lower().endswith(".npy"):
+            obj = torch.from_numpy(np.load(data, allow_pickle=False))
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(data, map_location="cpu", weights_only=True)
     except (OSError, ValueError, RuntimeError) as err:
-        raise UsageError(f"cannot read directions file {spec}: {err}") from err
+        raise UsageError(f"cannot read directions file {storage.redact(spec)}: {err}") from err
     if isinstance(obj, dict):
         if "directions" not in obj:
             raise UsageError(f"{spec}: a dict without 'directions' (not a discover checkpoint)")
