@@ -79,6 +79,13 @@ def read_bytes(url: str) -> bytes:
     return local_path(url).read_bytes()
 
 
+def _umask_mode() -> int:
+    # mkstemp creates files 0600; published files get the usual umask-derived mode instead.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_bytes_atomic(url: str, data: bytes) -> None:
     """Write `data` so that readers see either the old object, or all of the new one."""
     if is_remote(url):
@@ -93,6 +100,7 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -119,6 +127,7 @@ def put_file_atomic(local_file: str | Path, url: str) -> None:
                 dst.write(chunk)
             dst.flush()
             os.fsync(dst.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -93,3 +93,14 @@ def test_package_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, f"heavy modules imported at package import: {out.stdout}"
+
+
+def test_atomic_writes_are_not_owner_only(tmp_path):
+    # mkstemp's 0600 must not leak into published files (reports, shards are shared).
+    url = str(tmp_path / "r.json")
+    storage.write_bytes_atomic(url, b"{}")
+    src = tmp_path / "s.bin"
+    src.write_bytes(b"x")
+    storage.put_file_atomic(src, str(tmp_path / "sub" / "s.bin"))
+    for p in (tmp_path / "r.json", tmp_path / "sub" / "s.bin"):
+        assert p.stat().st_mode & 0o044 == 0o044, oct(p.stat().st_mode)
