@@ -318,6 +318,10 @@ def _worker_init(_: int) -> None:
 
 
 def train_loader(dataset: ShardStream, num_workers: int, pin_memory: bool) -> DataLoader:
+    # fsspec's async machinery (s3fs: an event loop on an IO thread, live HTTP sessions) does
+    # not survive fork(): forked workers reading s3:// hung the parent's next upload (seen
+    # here). Remote shards therefore get spawned workers; local ones keep cheap forks.
+    remote = any(storage.is_remote(u) for u in dataset.spec.urls)
     return DataLoader(
         dataset,
         batch_size=None,  # batches are built inside the dataset
@@ -325,6 +329,7 @@ def train_loader(dataset: ShardStream, num_workers: int, pin_memory: bool) -> Da
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if num_workers > 0 else None,
         prefetch_factor=4 if num_workers > 0 else None,
+        multiprocessing_context="spawn" if remote and num_workers > 0 else None,
     )
 
 

@@ -57,7 +57,6 @@ def tensorboard_writer(folder: Path):
     import sys
     import types
 
-
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     from torch.utils.tensorboard import SummaryWriter
 
