@@ -79,11 +79,16 @@ def read_bytes(url: str) -> bytes:
     return local_path(url).read_bytes()
 
 
-def _umask_mode() -> int:
-    # mkstemp creates files 0600; published files get the usual umask-derived mode instead.
-    mask = os.umask(0)
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do it once, at import, not per write
+    # (setting it is process-wide and would race with other threads).
+    mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+# mkstemp creates files 0600; published files get the usual umask-derived mode instead.
+_FILE_MODE = 0o666 & ~_read_umask()
 
 
 def write_bytes_atomic(url: str, data: bytes) -> None:
@@ -100,7 +105,7 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -127,7 +132,7 @@ def put_file_atomic(local_file: str | Path, url: str) -> None:
                 dst.write(chunk)
             dst.flush()
             os.fsync(dst.fileno())
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
