@@ -154,7 +154,7 @@ def test_bad_input_messages(shard_dir, tmp_path, monkeypatch):
                 str(tmp_path / "o"),
             ],
             "no shards match",
-        ),  # fmt: skip
+        ),
         ([*base, "--out", str(folder / "shard-000000.tar" / "sub")], "cannot write to --out"),
         ([*base, "--out", str(tmp_path / "o2"), "--resume"], "no checkpoint"),
         ([*base, "--out", str(tmp_path / "o3"), "--amp", "bf16", "--device", "cpu"], "CUDA"),
@@ -204,7 +204,7 @@ def test_cli_exit_code_and_one_line(tmp_path):
             str(tmp_path / "s-{0..3}.tar"),
             "--out",
             str(tmp_path / "o"),
-        ],  # fmt: skip
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
