@@ -208,9 +208,10 @@ def run_score(cfg) -> int:
         pair = AffinePair.from_matrices(e["operators"]).to(device)
         t = scorer.evaluate(dirs[e["direction"]], pair, n=cfg.sheet_images, tensors=True)
         t = t["_tensors"]
+        mask = t["assign"] == e["object_class"]  # the object as decided on the whole eval batch
         name = f"sheet_rank{e['rank']:03d}_dir{e['direction']:04d}.png"
         storage.write_bytes_atomic(
-            storage.join(out, name), sheet_png(t["x"], t["y"], t["approx"], t["mask"])
+            storage.join(out, name), sheet_png(t["x"], t["y"], t["approx"], mask)
         )
     print("rank direction  L_h       D_h      dominant kept", file=sys.stderr)
     for e in ranking[: max(cfg.sheets, 10)]:
@@ -230,7 +231,7 @@ def run_score(cfg) -> int:
             shift=cfg.shift,
             index=choice["index"],
             ranking_entry=choice["ranking_entry"],
-            source=cfg.directions,
+            source=storage.redact(cfg.directions),
         )
         print(
             f"picked direction {choice['index']} with sign {choice['sign']:+d} "

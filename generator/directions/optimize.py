@@ -196,7 +196,8 @@ def run_optimize(cfg: OptimizeConfig) -> int:
     t = scorer.evaluate(choice["vector"], choice["pair"], n=cfg.sheet_images, tensors=True)
     t = t["_tensors"]
     storage.write_bytes_atomic(
-        storage.join(out, "sheet.png"), sheet_png(t["x"], t["y"], t["approx"], t["mask"])
+        storage.join(out, "sheet.png"),
+        sheet_png(t["x"], t["y"], t["approx"], t["assign"] == choice["bright_operator"]),
     )
     url = storage.join(out, "direction.json")
     write_direction_file(

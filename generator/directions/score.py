@@ -161,6 +161,7 @@ class DirectionScorer:
                 "x": x,
                 "y": y,
                 "approx": approximation(pred, assign),
+                "assign": assign,
                 "mask": assign == obj,
             }
         return out
