@@ -71,7 +71,8 @@ def resolve(handle: str | None) -> str:
         raise UsageError(
             f"TF-Hub module {handle} is not available offline: download "
             f"{handle}?tf-hub-format=compressed and extract it into {cached} (TFHUB_CACHE_DIR "
-            f"sets the cache root), or pass --weights /path/to/extracted/module, or set "
+            f"sets the cache root), or give the extracted module folder as the handle "
+            "(--weights / --hub), or set "
             f"{DOWNLOAD_ENV}=1 to let tensorflow_hub download it"
         )
     path = Path(handle[len("file://") :] if handle.startswith("file://") else handle)
