@@ -83,9 +83,12 @@ class ShardMaker:
             t2 = time.perf_counter()
             img, shifted = out[:n], out[n:]
             mask = make_masks(cfg.mask, img, shifted, self.operators, cfg.bright_operator)
-            mask_np, reason = apply_filters(mask.cpu().numpy(), shifted, self.filters)
-            img_u8 = to_uint8(img)
+            mask_np = mask.cpu().numpy()
             t3 = time.perf_counter()
+            mask_np, reason = apply_filters(mask_np, shifted, self.filters)
+            t4 = time.perf_counter()
+            img_u8 = to_uint8(img)
+            t5 = time.perf_counter()
             for j in range(n):
                 attempts += 1
                 if reason[j] != ACCEPTED:
@@ -106,7 +109,9 @@ class ShardMaker:
                     break
             self.timers["latents"] += t1 - t0
             self.timers["generator"] += t2 - t1
-            self.timers["masks_filters"] += t3 - t2
+            self.timers["masks"] += t3 - t2
+            self.timers["filters"] += t4 - t3
+            self.timers["to_uint8"] += t5 - t4
         return np.stack(images), np.stack(masks), metas, attempts, rejected
 
     def encoded(self, images, masks, metas):
@@ -126,9 +131,12 @@ class ShardMaker:
         if crash_hook is not None:
             crash_hook(index)  # tests: die mid-shard, after the work and before publishing
         t1 = time.perf_counter()
-        size, sha = publish_shard(self.encoded(images, masks, metas), out, index)
+        encoded = list(self.encoded(images, masks, metas))
         t2 = time.perf_counter()
-        self.timers["encode_upload"] += t2 - t1
+        size, sha = publish_shard(encoded, out, index)
+        t3 = time.perf_counter()
+        self.timers["encode"] += t2 - t1
+        self.timers["tar_upload"] += t3 - t2
         passed_size = attempts - rejected["mask_size"]
         record = make_record(
             index,
@@ -143,7 +151,7 @@ class ShardMaker:
                 "mask_size": passed_size / attempts,
                 "histogram": (passed_size - rejected["histogram"]) / max(passed_size, 1),
             },
-            seconds=round(t2 - t0, 3),
+            seconds=round(t3 - t0, 3),
         )
         write_record(out, record)
         return record

@@ -10,6 +10,9 @@ A backend is an object with:
     has_encoder: bool
     generate(z: Tensor[N, latent_dim]) -> Tensor[N, 3, R, R], float32, RGB, in [-1, 1]
     encode(x: Tensor[N, 3, H, W] in [-1, 1]) -> Tensor[N, latent_dim]   (only if has_encoder)
+    default_direction() -> generator.direction_file.Direction   OPTIONAL: a direction shipped
+                                    with the GAN; `python -m generator` uses it when no
+                                    --direction is given (and refuses to run if it is absent)
 
 `generate` is deterministic for a given z (eval-mode BN, no noise), so G(z) and G(z + r h)
 may be computed in one batch. Tensors are torch on `device`; backends that run elsewhere
