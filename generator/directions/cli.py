@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    fmt = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
 
-    s = sub.add_parser("score", help="rank directions by Appendix B (L_h, D_h, area filter)")
+    s = sub.add_parser("score", help="rank directions by Appendix B (L_h, D_h, area filter)", **fmt)
     _common(s)
     d = ScoreConfig.__dataclass_fields__
     s.add_argument("--directions", required=True, help="dirs.pt [K,d], .npy, or 'coords'")
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --pick: take this direction index instead of the best ranked one",
     )
 
-    g = sub.add_parser("discover", help="Voynov & Babenko 2020 unsupervised directions")
+    g = sub.add_parser("discover", help="Voynov & Babenko 2020 unsupervised directions", **fmt)
     _common(g)
     d = DiscoverConfig.__dataclass_fields__
     g.add_argument("--k", type=int, required=True, help="number of directions (<= latent size)")
@@ -75,17 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=d["lr"].default)
     g.add_argument("--width", type=int, default=d["width"].default, help="reconstructor width")
     g.add_argument("--ckpt-every", type=int, default=d["ckpt_every"].default)
+    g.add_argument("--log-every", type=int, default=d["log_every"].default)
+    g.add_argument("--shift-scale", type=float, default=d["shift_scale"].default,
+                   help="eps = shift_scale * U(-1, 1)")  # fmt: skip
+    g.add_argument("--min-shift", type=float, default=d["min_shift"].default,
+                   help="|eps| pushed up to this")  # fmt: skip
+    g.add_argument("--shift-weight", type=float, default=d["shift_weight"].default,
+                   help="weight of the L1 loss on eps")  # fmt: skip
     g.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
 
-    o = sub.add_parser("optimize", help="directly optimise a segmenting direction")
+    o = sub.add_parser("optimize", help="directly optimise a segmenting direction", **fmt)
     _common(o)
     d = OptimizeConfig.__dataclass_fields__
     o.add_argument("--out", required=True, help="output folder (direction.json, ...)")
-    for name in ("shift", "lr", "sep_weight", "area_weight", "area_min", "area_max"):
+    for name in ("shift", "lr", "op_lr", "sep_weight", "area_weight", "area_min", "area_max",
+                 "temperature"):  # fmt: skip
         o.add_argument("--" + name.replace("_", "-"), type=float, default=d[name].default)
     for name in ("steps", "batch", "restarts", "fit_steps", "eval_batch"):
         o.add_argument("--" + name.replace("_", "-"), type=int, default=d[name].default)
     o.add_argument("--init", default=None, help="start from this direction file")
+    for sp in (s, g, o):  # show every default in --help, not only those with a help text
+        for action in sp._actions:
+            if action.help is None and action.option_strings:
+                action.help = "(default: %(default)s)"
     return parser
 
 

@@ -59,7 +59,7 @@ class OptimizeConfig:
     batch: int = 8
     lr: float = 1e-2  # direction
     op_lr: float = 5e-3  # operators (Appendix B's rate)
-    sep_weight: float = 1.0
+    sep_weight: float = 0.1  # small: D_h is bounded by the clamp (optimize.py docstring)
     area_weight: float = 10.0
     area_min: float = 0.1
     area_max: float = 0.5
