@@ -64,3 +64,16 @@ def test_cli_optimize_bad_area_range_exits_2(run_cli, tmp_path):
     r = run_cli("optimize", "--gan", f"{TOY}:build_planted", "--out", tmp_path / "o",
                 "--area-min", "0.6", "--area-max", "0.5")  # fmt: skip
     assert r.returncode == 2 and "--area-min" in r.stderr
+
+
+def test_optimize_init_of_the_wrong_latent_size_is_refused(tmp_path):
+    from generator.direction_file import save_direction
+    from generator.directions.optimize import run_optimize
+    from segcore.cli import UsageError
+
+    init = tmp_path / "d.json"
+    save_direction(str(init), np.ones(10), gan="other", shift=5.0, index=0, sign=1)
+    cfg = OptimizeConfig(gan=f"{TOY}:build_planted", out=str(tmp_path / "o"), init=str(init))
+    with pytest.raises(UsageError, match=r"expected \(12,\)"):
+        run_optimize(cfg)
+    assert not (tmp_path / "o").exists()
