@@ -92,3 +92,34 @@ def test_round_trip_s3(maker, s3_env):
     fs, path = storage.filesystem(out)
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
     assert names == ["config.json", "manifest", "shard-000003.tar"]
+
+
+def test_embeddings_latents_and_affine_mask_through_a_shard(tmp_path):
+    """The direction-file contract (operators) and embeddings reach the samples."""
+    from generator.direction_file import save_direction
+
+    ident = np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1)
+    brighter = np.concatenate([np.eye(3), np.full((3, 1), 0.3)], axis=1)
+    direction = tmp_path / "d.json"
+    vec = np.random.default_rng(0).standard_normal(120)
+    save_direction(
+        str(direction),
+        vec,
+        gan="random",
+        shift=5.0,
+        index=3,
+        sign=1,
+        operators=np.stack([ident, brighter]),
+        bright_operator=1,
+    )
+    emb = tmp_path / "emb.npy"
+    np.save(emb, np.random.default_rng(1).standard_normal((6, 120)).astype(np.float32))
+    config, embeddings = small_config(
+        direction_file=str(direction), latents=str(emb), mask="affine", filters=()
+    )
+    assert config.operators is not None and config.bright_operator == 1
+    assert config.latents_sha256 is not None and embeddings.shape == (6, 120)
+    _, masks, metas, attempts, _ = ShardMaker(config, embeddings).samples(0)
+    assert attempts == 4  # no filters: every draw is kept
+    assert all(0 <= m["source_index"] < 6 for m in metas)
+    assert masks.dtype == bool and masks.shape == (4, 64, 64)
