@@ -1,13 +1,10 @@
-"""Resolve `--gan` to a backend: a registry name, or a "module.path:factory" spec.
+"""Backend helpers for the direction tools: resolve `--gan`, device, freezing, z sampling.
 
-The spec form lets tests and experiments plug in a GAN without editing the registry
-(`generator/gans/__init__.py`); the factory has the registry's signature
-`factory(weights=None, device="cpu") -> GanBackend`.
+`--gan` takes a registry name or a "module.path:factory" spec (`generator.gans.load_gan`), so
+tests and experiments can plug in a GAN without editing the registry.
 """
 
 from __future__ import annotations
-
-import importlib
 
 import torch
 
@@ -25,20 +22,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def load_backend(name: str, weights: str | None = None, device="cpu"):
-    """A backend by registry name, or by "module:factory" when the name contains ':'."""
-    from generator.gans import _REGISTRY, load_gan
+    """A backend by registry name or "module:factory" (see `generator.gans.load_gan`)."""
+    from generator.gans import load_gan
 
-    if name in _REGISTRY or ":" not in name:
-        try:
-            return load_gan(name, weights=weights, device=device)
-        except ImportError as err:
-            raise UsageError(f"cannot import the backend of GAN {name!r}: {err}") from err
-    module_name, _, factory_name = name.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as err:
-        raise UsageError(f"cannot load GAN factory {name!r}: {err}") from err
-    return factory(weights=weights, device=device)
+    return load_gan(name, weights=weights, device=device)
 
 
 def require_differentiable(backend, what: str) -> None:

@@ -3,7 +3,8 @@
 Backends are registered as "module:factory" strings and imported only when chosen, so that
 choosing the PyTorch backend never imports TensorFlow (and vice versa). A factory has the
 signature `factory(weights: str | None, device: str | torch.device) -> GanBackend`.
-Adding a GAN means adding one module and one line here.
+Adding a GAN means adding one module and one line here; an out-of-tree GAN can also be named
+directly as "package.module:factory" on any `--gan` option, without editing this file.
 """
 
 from __future__ import annotations
@@ -28,9 +29,22 @@ def available() -> list[str]:
 
 
 def load_gan(name: str, weights: str | None = None, device="cpu"):
-    """Build the backend `name` on `device`; UsageError for an unknown name."""
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown GAN {name!r}; choose one of: {', '.join(available())}")
-    module_name, factory_name = _REGISTRY[name].split(":")
-    factory = getattr(importlib.import_module(module_name), factory_name)
+    """Build the backend `name` (a registry name or "module:factory") on `device`.
+
+    UsageError for an unknown name or a factory that cannot be imported.
+    """
+    if name in _REGISTRY:
+        spec = _REGISTRY[name]
+    elif ":" in name:
+        spec = name
+    else:
+        raise UsageError(
+            f"unknown GAN {name!r}; choose one of: {', '.join(available())} "
+            "(or give a 'package.module:factory')"
+        )
+    module_name, _, factory_name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as err:
+        raise UsageError(f"cannot load the backend of GAN {name!r} ({spec}): {err}") from err
     return factory(weights=weights, device=device)
