@@ -158,6 +158,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     }
     ckpt_path = out / "checkpoint.pt"
 
+    torch.manual_seed(cfg.seed)  # initial weights are a function of --seed
     G, D, E = Generator(model_cfg), Discriminator(model_cfg), Encoder(model_cfg)
     G_ema = Generator(model_cfg)
     G_ema.load_state_dict(G.state_dict())
@@ -165,7 +166,6 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.0, 0.9))
     opt_e = torch.optim.Adam(E.parameters(), cfg.lr_e, betas=(0.5, 0.999))
     rng = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
     state = {"step": 0, "encoder_step": 0, "elapsed_s": 0.0}
 
     if ckpt_path.exists():
@@ -250,8 +250,8 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
             now = time.time()
             rec = {
                 "step": step,
-                "loss_d": round(float(loss_d), 4),
-                "loss_g": round(float(loss_g), 4),
+                "loss_d": round(loss_d.item(), 4),
+                "loss_g": round(loss_g.item(), 4),
                 "s_per_step": round((now - t_last) / cfg.log_every, 3),
                 "elapsed_s": round(now - t_start, 1),
             }
@@ -290,8 +290,8 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         bar.update(1)
         es = state["encoder_step"]
         if es % cfg.log_every == 0:
-            rec = {"encoder_step": es, "loss_z": round(float(loss_z), 4)}
-            rec["loss_x"] = round(float(loss_x), 4)
+            rec = {"encoder_step": es, "loss_z": round(loss_z.item(), 4)}
+            rec["loss_x"] = round(loss_x.item(), 4)
             log(rec)
         if es % cfg.ckpt_every == 0 or es == cfg.encoder_steps:
             state["elapsed_s"] = time.time() - t_start
