@@ -68,6 +68,13 @@ def parse_args(argv):
         help="Ray address ('auto' joins a cluster); default: start Ray in-process",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="finish an existing run with the same config (--no-resume: refuse "
+        "an existing run folder)",
+    )
     p.add_argument("--max-tries", type=int, default=3, help="tries per shard before failing")
     return p.parse_args(argv)
 
@@ -109,7 +116,7 @@ def main(argv=None) -> int:
         max_tries=max(1, args.max_tries),
     )
     try:
-        records = generate(config, args.out, embeddings, settings)
+        records = generate(config, args.out, embeddings, settings, resume=args.resume)
     except GenerationFailed as err:
         print(f"{PROG}: failed: {err}", file=sys.stderr)
         return 1

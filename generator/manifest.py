@@ -63,7 +63,7 @@ def write_jsonl(out: str, records: dict[int, dict]) -> None:
     storage.write_bytes_atomic(storage.join(out, schema.MANIFEST_JSONL), lines.encode())
 
 
-def open_run(out: str, config) -> dict[int, dict]:
+def open_run(out: str, config, resume: bool = True) -> dict[int, dict]:
     """Create or re-open the run at `out` for `config`; -> finished shard records.
 
     Refuses (UsageError) a folder holding another config's run, or a non-empty folder that
@@ -71,6 +71,11 @@ def open_run(out: str, config) -> dict[int, dict]:
     """
     url = storage.join(out, schema.RUN_CONFIG)
     if storage.exists(url):
+        if not resume:
+            raise UsageError(
+                f"{storage.redact(out)} already holds a run and --no-resume was given; "
+                "use a new --out, or drop --no-resume to finish that run"
+            )
         try:
             existing = json.loads(storage.read_bytes(url))
             old_hash = existing["config_hash"]

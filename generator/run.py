@@ -122,13 +122,14 @@ def generate(
     embeddings,
     settings: RaySettings,
     crash_marker: str | None = None,
+    resume: bool = True,
 ) -> dict[int, dict]:
     """Open/resume the run and make every missing shard; -> all finished records."""
     if not storage.is_remote(out):
         # actors may run in another working directory: give them an absolute path
         out = str(storage.local_path(out).absolute())
     check_output(out)
-    finished = open_run(out, config)
+    finished = open_run(out, config, resume)
     todo = [i for i in range(config.shards) if i not in finished]
     if finished:
         print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -36,7 +37,14 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 class ShardMaker:
-    def __init__(self, config, embeddings: np.ndarray | None = None, device="cpu", gan=None):
+    def __init__(
+        self,
+        config,
+        embeddings: np.ndarray | None = None,
+        device="cpu",
+        gan=None,
+        encode_threads: int = 2,
+    ):
         from generator.gans import load_gan
 
         self.config = config
@@ -51,6 +59,7 @@ class ShardMaker:
             else None
         )
         self.filters = config.filter_settings()
+        self.encode_threads = encode_threads
         self.timers: Counter = Counter()  # seconds per stage, read by the benchmark
 
     def _sync(self):
@@ -58,8 +67,11 @@ class ShardMaker:
             torch.cuda.synchronize(self.device)
 
     @torch.no_grad()
-    def samples(self, index: int):
-        """-> (images uint8 [K,H,W,3], masks bool [K,H,W], metas, attempts, rejected)."""
+    def samples(self, index: int, on_accept=None):
+        """-> (images uint8 [K,H,W,3], masks bool [K,H,W], metas, attempts, rejected).
+
+        `on_accept(image, mask, meta)` is called for each kept sample as soon as it is kept
+        (make_shard encodes there, on threads, while the next batch is generated)."""
         cfg = self.config
         k = cfg.samples_per_shard
         latents = ShardLatents(cfg.seed, index, self.gan.latent_dim, self.embeddings, cfg.alpha)
@@ -105,6 +117,8 @@ class ShardMaker:
                         "source_index": int(source[j]),  # row of the embeddings, -1 for the prior
                     }
                 )
+                if on_accept is not None:
+                    on_accept(images[-1], masks[-1], metas[-1])
                 if len(metas) == k:
                     break
             self.timers["latents"] += t1 - t0
@@ -114,24 +128,31 @@ class ShardMaker:
             self.timers["to_uint8"] += t5 - t4
         return np.stack(images), np.stack(masks), metas, attempts, rejected
 
-    def encoded(self, images, masks, metas):
+    def encode_sample(self, image, mask, meta) -> dict:
         cfg = self.config
-        for img, mask, meta in zip(images, masks, metas, strict=True):
-            yield {
-                "__key__": schema.sample_key(meta["shard"], meta["sample"]),
-                schema.IMAGE_KEY: encode_jpeg(img, cfg.jpeg_quality),
-                schema.MASK_KEY: encode_mask_png(mask, cfg.png_compression),
-                schema.META_KEY: json.dumps(meta, sort_keys=True).encode(),
-            }
+        return {
+            "__key__": schema.sample_key(meta["shard"], meta["sample"]),
+            schema.IMAGE_KEY: encode_jpeg(image, cfg.jpeg_quality),
+            schema.MASK_KEY: encode_mask_png(mask, cfg.png_compression),
+            schema.META_KEY: json.dumps(meta, sort_keys=True).encode(),
+        }
 
     def make_shard(self, index: int, out: str, crash_hook=None) -> dict:
         """Generate, write, publish shard `index` under `out`, then its manifest record."""
         t0 = time.perf_counter()
-        images, masks, metas, attempts, rejected = self.samples(index)
-        if crash_hook is not None:
-            crash_hook(index)  # tests: die mid-shard, after the work and before publishing
-        t1 = time.perf_counter()
-        encoded = list(self.encoded(images, masks, metas))
+        # JPEG/PNG encoding runs on threads (OpenCV releases the GIL) while the GAN renders
+        # the next batch; only the wait left after the last batch adds to the shard's time.
+        with ThreadPoolExecutor(max(1, self.encode_threads)) as pool:
+            futures = []
+
+            def submit(image, mask, meta):
+                futures.append(pool.submit(self.encode_sample, image, mask, meta))
+
+            _, _, metas, attempts, rejected = self.samples(index, on_accept=submit)
+            if crash_hook is not None:
+                crash_hook(index)  # tests: die mid-shard, after the work, before publishing
+            t1 = time.perf_counter()
+            encoded = [f.result() for f in futures]  # in sample order
         t2 = time.perf_counter()
         size, sha = publish_shard(encoded, out, index)
         t3 = time.perf_counter()

@@ -11,6 +11,7 @@ from generator.manifest import finished_records, open_run, write_jsonl
 from generator.shard_maker import ShardMaker, to_uint8
 from generator.shards import read_shard
 from segcore import schema, storage
+from segcore.cli import UsageError
 from tests.generator.conftest import small_config
 
 
@@ -79,6 +80,9 @@ def test_manifest_jsonl_readable_with_pyarrow(maker, tmp_path):
     assert "rejected" in table.column_names and "sha256" in table.column_names
     doc = json.loads((tmp_path / "run" / "config.json").read_text())
     assert doc["config_hash"] == maker.config.hash and doc["version"]
+    assert open_run(out, maker.config) == records  # same config: resume
+    with pytest.raises(UsageError, match="--no-resume"):
+        open_run(out, maker.config, resume=False)
 
 
 @pytest.mark.integration
