@@ -46,9 +46,15 @@ def test_bad_inputs_subprocess_one_line_exit_2(bad_inputs):
     }
     cases = {
         "unknown GAN": (["--shards", "1", "--out", out, "--gan", "nope"], None),
-        "--shards must be >= 1": (["--shards", "0", "--out", out], None),
-        "under a file": (["--shards", "1", "--out", str(tmp_path / "afile" / "run")], None),
-        "cannot reach s3://b/run": (["--shards", "1", "--out", "s3://b/run"], dead_s3),
+        "--shards must be >= 1": (["--shards", "0", "--out", out, "--gan", "random"], None),
+        "under a file": (
+            ["--shards", "1", "--out", str(tmp_path / "afile" / "run"), "--gan", "random"],
+            None,
+        ),
+        "cannot reach s3://b/run": (
+            ["--shards", "1", "--out", "s3://b/run", "--gan", "random"],
+            dead_s3,
+        ),
     }
     procs = {msg: _run(args, env) for msg, (args, env) in cases.items()}
     for msg, proc in procs.items():
@@ -78,7 +84,8 @@ def test_bad_inputs_in_process(bad_inputs, args, msg):
     from generator.__main__ import main
 
     tmp = str(bad_inputs)
-    argv = ["--shards", "1", "--out", f"{tmp}/out", *[a.format(tmp=tmp) for a in args]]
+    argv = ["--shards", "1", "--out", f"{tmp}/out", "--gan", "random"]
+    argv += [a.format(tmp=tmp) for a in args]
     with pytest.raises(UsageError) as info:
         main(argv)
     assert msg in str(info.value) and "\n" not in str(info.value)
@@ -96,7 +103,8 @@ def test_no_direction_and_no_default_is_refused():
 def test_cli_run_resume_and_refusal(tmp_path):
     out = str(tmp_path / "run")
     base = ["--shards", "2", "--samples-per-shard", "2", "--out", out, "--workers", "1"]
-    base += ["--weights", "resolution=32,width=8", "--filters", "none", "--batch-size", "4"]
+    base += ["--gan", "random", "--weights", "resolution=32,width=8", "--filters", "none"]
+    base += ["--batch-size", "4"]
     first = _run(base)
     stdout, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
@@ -131,7 +139,8 @@ def test_cli_run_to_s3(s3_env):
 
     out = f"s3://{s3_env.bucket}/cli/run1"
     args = ["--shards", "2", "--samples-per-shard", "2", "--out", out, "--workers", "1"]
-    args += ["--weights", "resolution=32,width=8", "--filters", "none", "--batch-size", "4"]
+    args += ["--gan", "random", "--weights", "resolution=32,width=8", "--filters", "none"]
+    args += ["--batch-size", "4"]
     proc = _run(args, env=s3_env.env())
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
