@@ -128,6 +128,8 @@ def run_shards(
     try:
         ray.get([a.ready.remote() for a in actors.values()])
     except ray.exceptions.RayError as err:
+        for actor in actors.values():
+            ray.kill(actor, no_restart=True)
         raise GenerationFailed(f"workers could not start: {_short(err)}") from err
 
     queue = list(todo)
