@@ -77,8 +77,9 @@ def init_ray(settings: RaySettings) -> bool:
 
     if ray.is_initialized():
         return False
-    if settings.address:
-        ray.init(address=settings.address, log_to_driver=True)
+    if settings.address or os.environ.get("RAY_ADDRESS"):
+        # `ray job submit` sets RAY_ADDRESS for its entrypoint: join that cluster
+        ray.init(address=settings.address or os.environ["RAY_ADDRESS"])
     else:
         ray.init(include_dashboard=False)
     return True
