@@ -38,12 +38,15 @@ def affine_mask(
     """Appendix B, eq. (7): each pixel takes the affine colour map A_k (k in {0, 1}) that best
     maps G(z) to G(z'); the object is the pixels assigned to the brightening map.
 
-    `operators` is [2, 3, 4] ([3x3 | bias] per map), acting on raw [-1, 1] RGB. A tie goes to
-    map 0 (argmin's first index).
+    `operators` is [2, 3, 4] ([3x3 | bias] per map), acting on raw [-1, 1] RGB; mapped colours
+    are clamped to [-1, 1] exactly as when the operators were fitted
+    (generator/directions/operators.py), so saturated pixels get the same choice. A tie goes
+    to map 0 (argmin's first index).
     """
     ops = operators.to(img.device, img.dtype)
     # A_k c = W_k c + b_k for every pixel: [2, N, 3, H, W]
     mapped = torch.einsum("kij,njhw->knihw", ops[:, :, :3], img) + ops[:, :, 3].view(2, 1, 3, 1, 1)
+    mapped = mapped.clamp(-1.0, 1.0)
     err = ((mapped - shifted.unsqueeze(0)) ** 2).sum(dim=2)  # [2, N, H, W]
     choice = torch.where(err[1] < err[0], 1, 0)
     return choice == int(bright_operator)

@@ -45,3 +45,14 @@ def test_make_masks_affine_needs_operators():
         make_masks("affine", x, x)
     with pytest.raises(ValueError, match="unknown mask"):
         make_masks("darker", x, x)
+
+
+def test_affine_assignment_clamps_like_the_fit():
+    # A pixel at 0.9 that ends at 1.0: map 0 (x3) overshoots to 2.7 but clamps to 1.0, an exact
+    # fit; map 1 (identity) misses by 0.1. Without the clamp map 1 would win.
+    img = torch.full((1, 3, 1, 1), 0.9)
+    shifted = torch.ones(1, 3, 1, 1)
+    ops = torch.zeros(2, 3, 4)
+    ops[0, :, :3] = 3 * torch.eye(3)
+    ops[1, :, :3] = torch.eye(3)
+    assert affine_mask(img, shifted, ops, 0).item() is True
