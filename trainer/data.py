@@ -311,23 +311,23 @@ class ShardStream(IterableDataset):
         )
 
 
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # parallelism comes from the DataLoader workers
-
-
 def train_loader(dataset: ShardStream, num_workers: int, pin_memory: bool) -> DataLoader:
     # fsspec's async machinery (s3fs: an event loop on an IO thread, live HTTP sessions) does
     # not survive fork(): forked workers reading s3:// hung the parent's next upload (seen
     # here). Remote shards therefore get spawned workers; local ones keep cheap forks.
     remote = any(storage.is_remote(u) for u in dataset.spec.urls)
+    if num_workers > 0:
+        import cv2
+
+        # The workers are the parallelism. Set here, in the parent, before they fork: calling
+        # cv2.setNumThreads in a forked child whose parent already used OpenCV's thread pool
+        # deadlocks (seen in the benchmark).
+        cv2.setNumThreads(1)
     return DataLoader(
         dataset,
         batch_size=None,  # batches are built inside the dataset
         num_workers=num_workers,
         pin_memory=pin_memory,
-        worker_init_fn=_worker_init if num_workers > 0 else None,
         prefetch_factor=4 if num_workers > 0 else None,
         multiprocessing_context="spawn" if remote and num_workers > 0 else None,
     )
