@@ -215,3 +215,36 @@ def test_cli_exit_code_and_one_line(tmp_path):
         f"trainer: error: --shards: no shards match (4 names expanded, none exist; "
         f"first: {tmp_path / 's-0.tar'})"
     ]
+
+
+@pytest.mark.slow
+def test_validation_on_real_images_uses_eval_protocol(shard_dir, shared_data, tmp_path):
+    # Five Weizmann horses as an images/ + masks/ folder (eval.datasets.FolderPairs layout).
+    real = tmp_path / "horses"
+    for sub, ext in (("images", "jpg"), ("masks", "png")):
+        (real / sub).mkdir(parents=True)
+        for i in range(1, 6):
+            name = f"horse{i:03d}.{ext}"
+            (real / sub / name).write_bytes(
+                (shared_data / "weizmann_horse" / sub / name).read_bytes()
+            )
+    out = tmp_path / "o"
+    argv = [*TINY, "--shards", shard_dir[1], "--steps", "2", "--workers", "0",
+            "--out", str(out), "--val-data", str(real)]  # fmt: skip
+    assert main(argv) == 0
+    logged = next(r for r in read_log(out) if "real_iou" in r)
+    assert logged["real_n"] == 5
+    # The same numbers from the exported file through eval's own Predictor: the trainer ran
+    # the trained weights, in eval mode, at the training resolution.
+    from eval.datasets import FolderPairs
+    from eval.inference import Predictor
+    from eval.metrics import SaliencyMetrics
+
+    predictor = Predictor(out / "model.pt2", short_side=32)
+    metrics = SaliencyMetrics()
+    for item in FolderPairs(real):
+        metrics.update(predictor.predict(item.image), item.mask)
+    ref = metrics.compute()
+    assert logged["real_max_fbeta"] == pytest.approx(ref["max_fbeta"], abs=1e-6)
+    assert logged["real_iou"] == pytest.approx(ref["iou"], abs=1e-6)
+    assert logged["real_accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
