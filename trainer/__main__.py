@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     holdout = None
     if is_main and val_urls:
         holdout = data.load_holdout(val_urls, cfg.val_samples, cfg.resolution)
-    book = Logbook(cfg.out) if is_main else None
+    book = Logbook(cfg.out, start_step=start) if is_main else None
     if is_main:
         tqdm.write(
             f"trainer: {count_parameters(net):,} params, {len(train_urls)} train / "

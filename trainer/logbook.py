@@ -15,13 +15,22 @@ from segcore import storage
 
 
 class Logbook:
-    def __init__(self, out: str):
+    """`start_step`: the step the run starts from. Records after it (written by an earlier
+    attempt that died after its last checkpoint) are dropped, so a resumed run's log has
+    each step once; TensorBoard purges them the same way (`purge_step`)."""
+
+    def __init__(self, out: str, start_step: int = 0):
         self.out = out
         self.remote = storage.is_remote(out)
         self.dir = Path(tempfile.mkdtemp(prefix="trainer-log-")) if self.remote else Path(out)
         self.dir.mkdir(parents=True, exist_ok=True)
+        kept = [
+            r for r in previous_records(storage.join(out, "log.jsonl")) if r["step"] <= start_step
+        ]
+        blob = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode()
+        storage.write_bytes_atomic(str(self.dir / "log.jsonl"), blob)
         self.jsonl = (self.dir / "log.jsonl").open("a")
-        self.tb = tensorboard_writer(self.dir / "tb")
+        self.tb = tensorboard_writer(self.dir / "tb", purge_step=start_step)
 
     def write(self, step: int, record: dict) -> None:
         record = {"step": step, "time": round(time.time(), 3), **record}
@@ -47,7 +56,14 @@ class Logbook:
         self.upload()
 
 
-def tensorboard_writer(folder: Path):
+def previous_records(url: str) -> list[dict]:
+    if not storage.exists(url):
+        return []
+    lines = storage.read_bytes(url).decode().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def tensorboard_writer(folder: Path, purge_step: int | None = None):
     """torch's SummaryWriter, without TensorFlow.
 
     TensorBoard imports TensorFlow when it is installed (it is, for the generator's TF-Hub
@@ -60,4 +76,4 @@ def tensorboard_writer(folder: Path):
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(str(folder))
+    return SummaryWriter(str(folder), purge_step=purge_step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,13 +33,22 @@ def same_weights(a: dict, b: dict) -> bool:
     )
 
 
-def torchrun(args: list[str], nproc: int = 2, env: dict | None = None, timeout: int = 240):
+def torchrun(args: list[str], nproc: int = 2, timeout: int = 240):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={nproc}", "-m", "trainer", *args]  # fmt: skip
-    full_env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    # Own process group: on a timeout the ranks are killed with torchrun, not left behind.
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def read_log(out) -> list[dict]:
@@ -54,12 +64,19 @@ def test_single_process_learns_resumes_exactly_and_exports(shard_dir, tmp_path):
     assert main([*common, "--out", str(tmp_path / "a"), "--steps", "24"]) == 0
     # Interrupted at step 5 (odd: the worker interleaving must rotate), then resumed.
     assert main([*common, "--out", str(tmp_path / "b"), "--steps", "5"]) == 0
+    # As if that attempt had logged step 7, then died before its next checkpoint.
+    with (tmp_path / "b" / "log.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 7, "loss": 9.0}) + "\n")
     assert main([*common, "--out", str(tmp_path / "b"), "--steps", "24", "--resume"]) == 0
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert a["step"] == b["step"] == 24
     assert same_weights(a, b), "resumed run must end bit-for-bit where the uninterrupted one did"
     assert a["ranks"][0]["positions"] == b["ranks"][0]["positions"]
     assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+
+    # The resumed log holds each step once (the dead attempt's step 7 is gone).
+    b_steps = [r["step"] for r in read_log(tmp_path / "b") if "loss" in r]
+    assert b_steps == [4, 5, 8, 12, 16, 20, 24]
 
     # Learning on the easy set: training loss falls, validation improves on the hold-out.
     log = read_log(tmp_path / "a")
@@ -248,3 +265,16 @@ def test_validation_on_real_images_uses_eval_protocol(shard_dir, shared_data, tm
     assert logged["real_max_fbeta"] == pytest.approx(ref["max_fbeta"], abs=1e-6)
     assert logged["real_iou"] == pytest.approx(ref["iou"], abs=1e-6)
     assert logged["real_accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
+
+
+@pytest.mark.integration
+def test_torchrun_world_size_not_dividing_the_batch(shard_dir, tmp_path):
+    r = torchrun([*TINY, "--batch-size", "7", "--shards", shard_dir[1], "--out", str(tmp_path)])
+    assert r.returncode != 0
+    line = ("trainer: error: global batch 7 does not split evenly over 2 ranks; use "
+            "--batch-size 6 (3 per rank) or --batch-size 8 (4 per rank), or --per-rank-batch P "
+            "(global P x 2)")  # fmt: skip
+    assert r.stderr.count(line) == 2  # each rank says it once
+    # No traceback through the trainer's code (torchrun prints its own ChildFailedError).
+    assert str(REPO / "trainer") not in r.stderr
+    assert not (tmp_path / "checkpoint.pt").exists()
