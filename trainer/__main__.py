@@ -97,11 +97,12 @@ def main(argv=None) -> int:
         mine = ckpt["ranks"][rank]
         checkpoint.set_rng_state(mine["rng"], device)
         positions = {int(w): (int(j), int(o)) for w, j, o in mine["positions"]}
-    model = (
-        DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-        if (distributed.is_initialized())
-        else net
-    )
+    if start > cfg.steps:
+        distributed.cleanup()
+        raise UsageError(f"--resume: the checkpoint is at step {start}, beyond --steps {cfg.steps}")
+    model = net
+    if distributed.is_initialized():
+        model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

@@ -197,6 +197,8 @@ def test_resume_guards(shard_dir, tmp_path):
         main([*base, "--out", out])
     with pytest.raises(UsageError, match=r"different config: lr: 0\.001 -> 0\.01; seed: 0 -> 1"):
         main([*base, "--out", out, "--resume", "--lr", "0.01", "--seed", "1"])
+    with pytest.raises(UsageError, match="checkpoint is at step 2, beyond --steps 1"):
+        main([*base, "--out", out, "--resume", "--steps", "1"])
     # Keys that do not shape the weights may change (here: train longer).
     assert main([*base, "--out", out, "--resume", "--steps", "3"]) == 0
     assert weights(out)["step"] == 3
