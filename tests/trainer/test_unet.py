@@ -52,3 +52,22 @@ def test_probability_wrapper_contract():
     assert p.shape == (3, 1, 33, 40)
     assert p.dtype == torch.float32
     assert p.min().item() >= 0.0 and p.max().item() <= 1.0
+
+
+def test_trainer_imports_no_tensorflow_ray_or_generator(tmp_path):
+    # Fresh interpreter: TensorBoard would pull TensorFlow in if the trainer let it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import trainer.__main__, trainer.data, trainer.validate\n"
+        "from trainer.logbook import Logbook\n"
+        f"Logbook({str(tmp_path)!r}).close()\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'ray', 'generator'))\n"
+        "print(bad)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
