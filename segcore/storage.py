@@ -13,8 +13,11 @@ nothing or the whole object.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -91,25 +94,29 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
+def _publish_local(dest: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through `write(file)` into a temp file beside `dest`, fsync, then rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_bytes_atomic(url: str, data: bytes) -> None:
     """Write `data` so that readers see either the old object, or all of the new one."""
     if is_remote(url):
         fs, path = filesystem(url)
         fs.pipe_file(path, data)  # one PUT
         return
-    path = local_path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _publish_local(local_path(url), lambda f: f.write(data))
 
 
 def put_file_atomic(local_file: str | Path, url: str) -> None:
@@ -122,21 +129,12 @@ def put_file_atomic(local_file: str | Path, url: str) -> None:
     dest = local_path(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if local_file.resolve().parent == dest.resolve().parent:
+        # same folder: the finished file itself is renamed into place
+        os.chmod(local_file, _FILE_MODE)
         os.replace(local_file, dest)
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        with open(local_file, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(local_file, "rb") as src:
+        _publish_local(dest, lambda f: shutil.copyfileobj(src, f, 1 << 20))
 
 
 def list_names(url: str) -> list[str]:
