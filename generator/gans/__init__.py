@@ -21,7 +21,7 @@ _REGISTRY: dict[str, str] = {
     "toyworld": "generator.gans.toyworld:build",
 }
 
-DEFAULT_GAN = "random"  # replaced by the embedded trained GAN when it ships
+DEFAULT_GAN = "toyworld"  # the embedded GAN trained on the toy world (issue 8)
 
 
 def available() -> list[str]:

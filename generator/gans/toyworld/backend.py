@@ -86,11 +86,13 @@ class ToyWorldGan:
             )
         return self.encoder(x)
 
-    @property
     def default_direction(self):
-        """The shipped segmenting direction (found by `generator.directions`), or None."""
+        """The shipped direction (found by `generator.directions` discover + score --pick)."""
         if not DEFAULT_DIRECTION.is_file():
-            return None
+            raise UsageError(
+                f"the toyworld GAN ships no direction ({DEFAULT_DIRECTION} is missing); "
+                "pass --direction FILE"
+            )
         from generator.direction_file import load_direction
 
         return load_direction(DEFAULT_DIRECTION, self.latent_dim)
