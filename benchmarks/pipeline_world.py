@@ -227,6 +227,7 @@ def main() -> None:
             "filters_components": ["--filters", "components"],
             "filters_mask_size": ["--filters", "mask_size"],
             "filters_histogram": ["--filters", "histogram"],
+            "mask_affine": ["--mask", "affine"],  # Appendix B's rule instead of "lighter"
         }
         emb = out / "d" / "embeddings.npy"
         if not emb.exists():
