@@ -30,6 +30,7 @@ only from the AWS_* environment variables.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
@@ -102,7 +103,13 @@ def main(argv=None) -> int:
         raise UsageError(f"--resume: the checkpoint is at step {start}, beyond --steps {cfg.steps}")
     model = net
     if distributed.is_initialized():
-        model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+        # grads as views of the allreduce buckets: no copy, and no stride-mismatch warning for
+        # the 1x1 convs (their [C,K,1,1] grads may come back with other, equivalent strides)
+        model = DDP(
+            net,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True,
+        )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -136,7 +143,14 @@ def main(argv=None) -> int:
         )
 
     # -- the loop: exactly `steps - start` batches, then the loader is exhausted -----------
-    bar = tqdm(total=cfg.steps, initial=start, disable=not is_main, dynamic_ncols=True)
+    # to a log file (not a terminal) a redraw is a new line: refresh every 30 s there
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        disable=not is_main,
+        dynamic_ncols=True,
+        mininterval=0.1 if sys.stderr.isatty() else 30.0,
+    )
     meter = Meter(device)
     bad_by_worker: dict[int, int] = {}
     last_val: dict = {}
