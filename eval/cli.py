@@ -184,38 +184,33 @@ def _conventions(args) -> SaliencyConventions:
     return CONVENTIONS[args.conventions]()
 
 
-def cmd_saliency(args) -> dict:
+def _evaluate(args, make_predictor, command: str) -> dict:
+    """Score `make_predictor()` on the --data/--layout dataset (read first, so data errors
+    come before model loading) and write the report."""
     from eval.report import evaluate_and_report
 
     ds = _dataset(args)
-    predictor = _predictor(args)
     return evaluate_and_report(
-        predictor,
+        make_predictor(),
         ds,
         args.out,
         name=args.name or Path(args.data).name,
         conventions=_conventions(args),
         progress=not args.no_progress,
-        extra={"command": "saliency", "cli": _record(args)},
+        extra={"command": command, "cli": _record(args)},
     )
+
+
+def cmd_saliency(args) -> dict:
+    return _evaluate(args, lambda: _predictor(args), "saliency")
 
 
 def cmd_baseline(args) -> dict:
     from eval.baselines import METHODS
-    from eval.report import evaluate_and_report
 
     if args.method not in METHODS:
         raise UsageError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
-    ds = _dataset(args)
-    return evaluate_and_report(
-        METHODS[args.method](),
-        ds,
-        args.out,
-        name=args.name or Path(args.data).name,
-        conventions=_conventions(args),
-        progress=not args.no_progress,
-        extra={"command": "baseline", "cli": _record(args)},
-    )
+    return _evaluate(args, METHODS[args.method], "baseline")
 
 
 def read_prediction(path: Path) -> np.ndarray:

@@ -85,9 +85,11 @@ def test_cli_help_exits_zero(pkg):
 
 
 def test_package_import_is_light():
-    # DESIGN.md: importing a stage never pulls in TensorFlow, Ray or torch by itself.
+    # DESIGN.md: importing a stage never pulls in TensorFlow, Ray or torch by itself; eval's
+    # metrics, datasets and reports stay torch-free too (torch only in eval.inference).
     code = (
-        "import sys, segcore, generator, trainer, eval, segcore.schema, segcore.storage; "
+        "import sys, segcore, generator, trainer, eval, segcore.schema, segcore.storage, "
+        "eval.metrics, eval.datasets, eval.report; "
         "bad = [m for m in ('tensorflow', 'ray', 'torch') if m in sys.modules]; "
         "print(','.join(bad)); sys.exit(1 if bad else 0)"
     )
