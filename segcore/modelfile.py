@@ -19,8 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-MODEL_FILE = "model.pt2"
-SIDECAR_FILE = "model.json"
+from segcore import storage
+
+MODEL_FILE = "model.pt2"  # its sidecar is the same name with .json (sidecar_path)
 FORMAT = "torch.export/v1"
 
 
@@ -60,7 +61,7 @@ def export_model(
     os.close(fd)
     try:
         torch.export.save(program, tmp)
-        os.replace(tmp, path)
+        storage.put_file_atomic(tmp, str(path))  # same folder: fsync, published mode, rename
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -71,10 +72,8 @@ def export_model(
         "output": "float32 [N,1,H,W] foreground probability in [0,1]",
         "min_side": min_side,
     }
-    side = sidecar_path(path)
-    tmp_side = side.with_name(f".{side.name}.tmp")
-    tmp_side.write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp_side, side)
+    sidecar = json.dumps(full_meta, indent=2, sort_keys=True) + "\n"
+    storage.write_bytes_atomic(str(sidecar_path(path)), sidecar.encode())
     return path
 
 

@@ -129,7 +129,9 @@ def put_file_atomic(local_file: str | Path, url: str) -> None:
     dest = local_path(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if local_file.resolve().parent == dest.resolve().parent:
-        # same folder: the finished file itself is renamed into place
+        # same folder: the finished file itself is made durable and renamed into place
+        with open(local_file, "rb") as f:
+            os.fsync(f.fileno())
         os.chmod(local_file, _FILE_MODE)
         os.replace(local_file, dest)
         return

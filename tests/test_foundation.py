@@ -106,3 +106,19 @@ def test_atomic_writes_are_not_owner_only(tmp_path):
     storage.put_file_atomic(src, str(tmp_path / "sub" / "s.bin"))
     for p in (tmp_path / "r.json", tmp_path / "sub" / "s.bin"):
         assert p.stat().st_mode & 0o044 == 0o044, oct(p.stat().st_mode)
+
+
+def test_exported_model_round_trip_and_mode(tmp_path):
+    import torch
+
+    from segcore import modelfile
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 1, 3, padding=1), torch.nn.Sigmoid())
+    path = modelfile.export_model(net, tmp_path / "model.pt2", {"resolution": 32}, (32, 32))
+    module, meta = modelfile.load_model(tmp_path)
+    x = torch.randn(1, 3, 40, 33)
+    assert torch.allclose(module(x), net(x), atol=1e-6)
+    assert meta["resolution"] == 32 and meta["format"] == modelfile.FORMAT
+    for p in (path, modelfile.sidecar_path(path)):
+        assert p.stat().st_mode & 0o044 == 0o044, (p, oct(p.stat().st_mode))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.pt2"]
