@@ -14,6 +14,7 @@ Accepted by the generator's `--direction`:
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,17 +36,19 @@ class Direction:
     info: dict = field(default_factory=dict)
 
 
-def load_direction(path: str | Path, latent_dim: int) -> Direction:
-    """Load and validate a direction file; UsageError naming the file on any problem."""
-    path = Path(path)
-    if not path.is_file():
+def load_direction(url: str | Path, latent_dim: int) -> Direction:
+    """Load and validate a direction file (local path or object-store URL, as `save_direction`
+    writes it); UsageError naming the file on any problem."""
+    path = storage.redact(str(url))  # the name used in messages
+    if not storage.exists(str(url)):
         raise UsageError(f"direction file {path} does not exist")
-    suffix = path.suffix.lower()
+    suffix = Path(path).suffix.lower()
     operators = bright = shift = None
     info: dict = {}
     try:
+        data = storage.read_bytes(str(url))
         if suffix == ".json":
-            doc = json.loads(path.read_text())
+            doc = json.loads(data)
             if doc.get("format") != FORMAT:
                 raise UsageError(f"{path}: format {doc.get('format')!r}, expected {FORMAT!r}")
             vec = np.asarray(doc["vector"], dtype=np.float32)
@@ -59,11 +62,11 @@ def load_direction(path: str | Path, latent_dim: int) -> Direction:
                 bright = int(doc.get("bright_operator", 0))
             info = {k: v for k, v in doc.items() if k not in ("vector", "operators")}
         elif suffix == ".npy":
-            vec = np.load(path, allow_pickle=False).astype(np.float32)
+            vec = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
         elif suffix in (".pt", ".pth"):
             import torch
 
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             if not isinstance(obj, torch.Tensor):
                 raise UsageError(f"{path}: expected a saved tensor, got {type(obj).__name__}")
             vec = obj.detach().float().numpy()
