@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from segcore import storage
 from segcore.cli import UsageError, run_cli
-from segcore.config import config_hash, dump_json
+from segcore.config import dump_json, to_dict
 from trainer import checkpoint, config, data, distributed, export, validate
 from trainer.logbook import Logbook
 from trainer.unet import UNet, count_parameters, segmentation_loss
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
             if is_main:
                 checkpoint.save(ckpt_url, {
                     "step": done,
-                    "config": config.to_dict(cfg),
+                    "config": to_dict(cfg),
                     "model": net.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -219,7 +219,7 @@ def main(argv=None) -> int:
             "loss": cfg.loss,
             "width": cfg.width,
             "steps": cfg.steps,
-            "config_hash": config_hash(cfg, exclude=tuple(config.RESUME_MAY_DIFFER)),
+            "config_hash": config.run_hash(cfg),
             "shards": storage.redact(cfg.shards),
             "validation": last_val,
         })  # fmt: skip
@@ -274,7 +274,7 @@ def prepare_out(cfg: config.TrainConfig) -> str | None:
             path.mkdir(parents=True, exist_ok=True)
             if not os.access(path, os.W_OK | os.X_OK):
                 return f"--out {where} is not writable"
-        blob = dump_json(cfg, config_hash=config_hash(cfg, exclude=("out",)))
+        blob = dump_json(cfg, config_hash=config.run_hash(cfg))
         storage.write_bytes_atomic(storage.join(cfg.out, "config.json"), blob.encode())
     except Exception as err:
         return f"cannot write to --out {where} ({type(err).__name__}: {err})"

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from segcore.cli import UsageError
+from segcore.config import config_hash
 from trainer.unet import LOSSES
 
 # Keys that do not change the weights a run produces: a resume may change them.
@@ -141,5 +142,7 @@ def resume_mismatch(saved: dict, current: TrainConfig) -> list[str]:
     return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
 
-def to_dict(cfg: TrainConfig) -> dict:
-    return dataclasses.asdict(cfg)
+def run_hash(cfg: TrainConfig) -> str:
+    """The run's identity: the hash of every key that shapes the weights (config.json and the
+    exported model's sidecar carry the same one, and a resume keeps it)."""
+    return config_hash(cfg, exclude=tuple(sorted(RESUME_MAY_DIFFER)))

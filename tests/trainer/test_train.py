@@ -125,6 +125,10 @@ def test_torchrun_two_ranks_resume_exactly(shard_dir, tmp_path):
     assert not torch.equal(a["ranks"][0]["rng"]["torch"], a["ranks"][1]["rng"]["torch"])
     assert same_weights(a, b)
     assert (tmp_path / "a" / "model.pt2").is_file() and (tmp_path / "a" / "model.json").is_file()
+    # one run identity: config.json and the exported model's sidecar carry the same hash
+    run_cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    side = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert run_cfg["config_hash"] == side["config_hash"]
     # Rank 0 alone logs: one record per logging step, not two.
     steps = [r["step"] for r in read_log(tmp_path / "a") if "loss" in r]
     assert steps == [2, 4, 6, 8]
