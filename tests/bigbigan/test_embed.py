@@ -172,9 +172,15 @@ def test_cli_end_to_end_and_errors(hub_module, tmp_path):
         str(out),
     )
     assert bad.returncode == 2 and "not a directory" in bad.stderr
-    bad = run_cli(*args[:-6], "--images", str(images), "--out", str(out), "--output", "nope")
+    # the same output with other options is another run: refused, not mixed
+    bad = run_cli(*args[:-6], "--images", str(images), "--out", str(out), "--output", "z_mean")
     ours = [ln for ln in bad.stderr.splitlines() if ln.startswith("python -m generator.embed")]
     assert bad.returncode == 2 and len(ours) == 1 and "different run" in ours[0]
+    # an encoder output the module does not have is named (fresh --out, so it gets that far)
+    fresh = str(tmp_path / "z2.npy")
+    bad = run_cli(*args[:-6], "--images", str(images), "--out", fresh, "--output", "nope")
+    ours = [ln for ln in bad.stderr.splitlines() if ln.startswith("python -m generator.embed")]
+    assert bad.returncode == 2 and len(ours) == 1 and "nope" in ours[0], bad.stderr[-1500:]
 
 
 def test_backend_without_encoder_leaves_no_trace(tmp_path, monkeypatch):

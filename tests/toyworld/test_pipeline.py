@@ -77,6 +77,7 @@ def test_shipped_gan_runs_through_generate_train_eval(pipeline):
 @pytest.mark.integration
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,  # only the floor may fail; a crash in the pipeline is a real failure
     reason="the shipped GAN (2,500 CPU steps) does not draw objects as a latent factor yet: its "
     "picked direction recolours background regions (benchmarks/pipeline_world.py: IoU ~0 with "
     "the 'lighter' rule vs 0.56 for Otsu). Strict: passing means the GAN improved; drop the mark.",

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from segcore import __version__, storage
+from segcore import __version__, schema, storage
 from segcore.cli import UsageError, run_cli
 
 HEADLINE = ("max_fbeta", "iou", "accuracy", "mae", "n_images")
@@ -33,9 +33,9 @@ def assemble(out: Path) -> dict:
         sets[path.parent.name]["name"] = doc.get("name", path.parent.name)
     if not sets:
         raise UsageError(f"no finished evaluation under {out / 'eval'} (*/metrics.json)")
-    manifest = out / "shards" / "manifest.json"
     result = {"version": __version__, "sets": sets, "note": NOTE}
     result.update({k: v for k, v in sets.items()})  # per set at the top level too
+    manifest = out / "shards" / schema.MANIFEST_JSONL
     if manifest.exists():
         result["generator_manifest"] = str(manifest)
     storage.write_bytes_atomic(
@@ -51,8 +51,6 @@ def assemble(out: Path) -> dict:
         )
     lines += ["", "Per-set reports (curves.png, grid.png of best/worst images, summary.md):", ""]
     lines += [f"- `eval/{key}/`" for key in sets]
-    samples = sorted((out / "shards").glob("*.png")) if (out / "shards").exists() else []
-    lines += [f"- generator preview: `{p.relative_to(out)}`" for p in samples[:2]]
     storage.write_bytes_atomic(str(out / "report.md"), ("\n".join(lines) + "\n").encode())
     return result
 
