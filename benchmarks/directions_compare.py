@@ -24,12 +24,13 @@ from pathlib import Path
 
 import torch
 
-from generator.directions.backend import load_backend, resolve_device
+from generator.directions.backend import resolve_device
 from generator.directions.config import DiscoverConfig, OptimizeConfig
 from generator.directions.discover import discover
 from generator.directions.optimize import optimize_direction
 from generator.directions.pick import choose_sign, pick_direction, write_direction_file
 from generator.directions.score import DirectionScorer, FitSettings, score_directions
+from generator.gans import load_gan
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -55,7 +56,7 @@ def main() -> None:
     args = p.parse_args()
 
     device = resolve_device(args.device)
-    backend = load_backend(args.gan, args.weights, device)
+    backend = load_gan(args.gan, args.weights, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     k = args.k or backend.latent_dim

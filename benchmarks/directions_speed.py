@@ -14,10 +14,11 @@ import time
 
 import torch
 
-from generator.directions.backend import load_backend, resolve_device
+from generator.directions.backend import resolve_device
 from generator.directions.config import DiscoverConfig
 from generator.directions.discover import discover
 from generator.directions.score import FitSettings, score_directions
+from generator.gans import load_gan
 
 
 def _sync(device):
@@ -36,7 +37,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=64)
     args = p.parse_args()
     device = resolve_device(args.device)
-    backend = load_backend(args.gan, args.weights, device)
+    backend = load_gan(args.gan, args.weights, device)
     dirs = torch.eye(backend.latent_dim)[: args.directions]
     result = {"gan": args.gan, "weights": args.weights, "device": str(device)}
     for pool in (0, args.pool_size):

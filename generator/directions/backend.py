@@ -1,7 +1,6 @@
-"""Backend helpers for the direction tools: resolve `--gan`, device, freezing, z sampling.
+"""Backend helpers for the direction tools: device, gradient checks, freezing, z sampling.
 
-`--gan` takes a registry name or a "module.path:factory" spec (`generator.gans.load_gan`), so
-tests and experiments can plug in a GAN without editing the registry.
+`--gan` is resolved by `generator.gans.load_gan` (a registry name or "module.path:factory").
 """
 
 from __future__ import annotations
@@ -19,13 +18,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device(device)
     except RuntimeError as err:
         raise UsageError(f"bad --device {device!r}: {err}") from err
-
-
-def load_backend(name: str, weights: str | None = None, device="cpu"):
-    """A backend by registry name or "module:factory" (see `generator.gans.load_gan`)."""
-    from generator.gans import load_gan
-
-    return load_gan(name, weights=weights, device=device)
 
 
 def require_differentiable(backend, what: str) -> None:

@@ -151,12 +151,13 @@ def _sha(dirs) -> str:
 def run_score(cfg) -> int:
     import torch
 
-    from generator.directions.backend import load_backend, resolve_device
+    from generator.directions.backend import resolve_device
     from generator.directions.loading import load_directions
     from generator.directions.operators import AffinePair
     from generator.directions.pick import pick_direction, write_direction_file
     from generator.directions.score import DirectionScorer, FitSettings, score_directions
     from generator.directions.sheets import sheet_png
+    from generator.gans import load_gan
 
     _check(cfg.shift > 0, f"--shift must be > 0, got {cfg.shift}")
     for name in ("steps", "batch", "eval_batch", "gen_batch"):
@@ -169,7 +170,7 @@ def run_score(cfg) -> int:
 
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    backend = load_backend(cfg.gan, cfg.weights, device)
+    backend = load_gan(cfg.gan, cfg.weights, device)
     dirs = load_directions(cfg.directions, backend.latent_dim)
     print(
         f"scoring {dirs.shape[0]} directions of GAN {backend.name!r} (latent {backend.latent_dim},"

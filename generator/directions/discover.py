@@ -183,10 +183,11 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
 
 
 def run_discover(cfg: DiscoverConfig, *, resume: bool = False) -> int:
-    from generator.directions.backend import load_backend, resolve_device
+    from generator.directions.backend import resolve_device
+    from generator.gans import load_gan
 
     device = resolve_device(cfg.device)
-    backend = load_backend(cfg.gan, cfg.weights, device)
+    backend = load_gan(cfg.gan, cfg.weights, device)
     validate(cfg, backend)
     print(
         f"discovering {cfg.k} directions of GAN {backend.name!r} (latent {backend.latent_dim}, "

@@ -172,12 +172,13 @@ def optimize_direction(backend, cfg: OptimizeConfig, *, init=None, progress: boo
 
 def run_optimize(cfg: OptimizeConfig) -> int:
     from generator.direction_file import load_direction
-    from generator.directions.backend import load_backend, resolve_device
+    from generator.directions.backend import resolve_device
     from generator.directions.pick import choose_sign, write_direction_file
     from generator.directions.sheets import sheet_png
+    from generator.gans import load_gan
 
     device = resolve_device(cfg.device)
-    backend = load_backend(cfg.gan, cfg.weights, device)
+    backend = load_gan(cfg.gan, cfg.weights, device)
     validate(cfg, backend)
     init = load_direction(cfg.init, backend.latent_dim).vector if cfg.init else None
     print(
