@@ -38,10 +38,10 @@ GridLoader = Callable[[str], tuple[np.ndarray | None, np.ndarray, np.ndarray]]
 def _progress(iterable: Iterable, total: int | None, desc: str, enabled: bool):
     if not enabled:
         return iterable
-    from tqdm import tqdm
+    from segcore.progress import progress_bar
 
     # leave=False: an error message is not left behind a half-drawn bar
-    return tqdm(iterable, total=total, desc=desc, unit="img", dynamic_ncols=True, leave=False)
+    return progress_bar(iterable, total=total, desc=desc, unit="img", leave=False)
 
 
 def _clean(value: Any) -> Any:

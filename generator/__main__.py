@@ -6,7 +6,7 @@ On a Ray cluster (one actor per GPU, shards uploaded by the workers):
     ray job submit -- python -m generator --shards 500 --gan NAME --direction dir.json \
         --out s3://bucket/run1 --address auto
 Re-running the same command resumes (finished shards are skipped); a different config on an
-existing run folder is refused. See docs/readme/generator.md.
+existing run folder is refused. See README.md, "Generator".
 """
 
 from __future__ import annotations

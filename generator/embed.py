@@ -117,9 +117,9 @@ def _encode_fn(backend, output: str | None):
 def embed(cfg: EmbedConfig, names: list[str], batch_size: int, device: str, workers: int) -> int:
     """Run (or resume, or skip) the embedding described by `cfg`; returns the images encoded."""
     import torch
-    from tqdm import tqdm
 
     from generator.gans import load_gan
+    from segcore.progress import progress_bar
 
     h = config_hash(cfg)
     side = sidecar_url(cfg.out)
@@ -161,7 +161,7 @@ def embed(cfg: EmbedConfig, names: list[str], batch_size: int, device: str, work
         if not finished:
             storage.write_bytes_atomic(progress, dump_json(cfg, config_hash=h).encode())
         root = Path(cfg.images)
-        bar = tqdm(total=cfg.n_images, initial=done_images, unit="img", desc="embed")
+        bar = progress_bar(total=cfg.n_images, initial=done_images, unit="img", desc="embed")
         with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
             for i in todo:
                 chunk = names[i * cfg.chunk_size : (i + 1) * cfg.chunk_size]

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from tqdm import tqdm
+from segcore.progress import progress_bar
 
 
 class GenerationFailed(RuntimeError):
@@ -143,7 +143,7 @@ def run_shards(
     done: dict[int, dict] = {}
     next_id = n_workers
     t_start = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="shard", desc="generator", dynamic_ncols=True)
+    bar = progress_bar(total=len(todo), unit="shard", desc="generator")
     try:
         while queue or pending:
             # fill every actor up to `per_actor` queued calls

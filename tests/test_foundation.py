@@ -122,3 +122,19 @@ def test_exported_model_round_trip_and_mode(tmp_path):
     for p in (path, modelfile.sidecar_path(path)):
         assert p.stat().st_mode & 0o044 == 0o044, (p, oct(p.stat().st_mode))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.pt2"]
+
+
+def test_progress_bar_is_sparse_in_a_log_file(tmp_path):
+    """Written to a file (a cluster log), a 1,000-step bar writes a handful of lines, not 1,000."""
+    code = (
+        "import time\n"
+        "from segcore.progress import progress_bar\n"
+        "for _ in progress_bar(range(1000), desc='x'):\n"
+        "    time.sleep(0.002)\n"
+    )
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-c", code], stderr=f, check=True)
+    redraws = log.read_text().count("\r") + log.read_text().count("\n")
+    assert 1 <= redraws <= 5
+    assert "1000/1000" in log.read_text()

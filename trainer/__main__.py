@@ -30,7 +30,6 @@ only from the AWS_* environment variables.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import torch
@@ -41,6 +40,7 @@ from tqdm import tqdm
 from segcore import storage
 from segcore.cli import UsageError, run_cli
 from segcore.config import dump_json, to_dict
+from segcore.progress import progress_bar
 from trainer import checkpoint, config, data, distributed, export, validate
 from trainer.logbook import Logbook
 from trainer.unet import UNet, count_parameters, segmentation_loss
@@ -143,14 +143,7 @@ def main(argv=None) -> int:
         )
 
     # -- the loop: exactly `steps - start` batches, then the loader is exhausted -----------
-    # to a log file (not a terminal) a redraw is a new line: refresh every 30 s there
-    bar = tqdm(
-        total=cfg.steps,
-        initial=start,
-        disable=not is_main,
-        dynamic_ncols=True,
-        mininterval=0.1 if sys.stderr.isatty() else 30.0,
-    )
+    bar = progress_bar(total=cfg.steps, initial=start, disable=not is_main)
     meter = Meter(device)
     bad_by_worker: dict[int, int] = {}
     last_val: dict = {}

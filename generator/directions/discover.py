@@ -19,7 +19,6 @@ import sys
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from generator.directions.backend import freeze, require_differentiable
 from generator.directions.config import DiscoverConfig
@@ -28,6 +27,7 @@ from generator.directions.reconstructor import Reconstructor
 from segcore import __version__, storage
 from segcore import config as cfgio
 from segcore.cli import UsageError
+from segcore.progress import progress_bar
 
 # Options that may differ between a run and its resumption.
 RESUME_FREE = ("out", "steps", "ckpt_every", "log_every", "device")
@@ -141,7 +141,7 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
 
     reconstructor.train()
     hits = seen = 0
-    bar = tqdm(range(start, cfg.steps), desc="discover", disable=not progress, initial=start,
+    bar = progress_bar(range(start, cfg.steps), desc="discover", disable=not progress, initial=start,
                total=cfg.steps)  # fmt: skip
     for step in bar:
         z, k, eps = sample_step(cfg, step, backend.latent_dim)

@@ -24,7 +24,6 @@ import json
 import sys
 
 import torch
-from tqdm import tqdm
 
 from generator.directions.backend import freeze, require_differentiable
 from generator.directions.config import OptimizeConfig
@@ -38,6 +37,7 @@ from generator.directions.score import DirectionScorer, FitSettings
 from segcore import config as cfgio
 from segcore import storage
 from segcore.cli import UsageError
+from segcore.progress import progress_bar
 
 
 def validate(cfg: OptimizeConfig, backend) -> None:
@@ -71,7 +71,7 @@ def _one_run(backend, cfg: OptimizeConfig, v0: torch.Tensor, restart: int, progr
     opt_v = torch.optim.Adam([v], lr=cfg.lr)
     opt_a = torch.optim.Adam(pair.parameters(), lr=cfg.op_lr)
     trace = []
-    bar = tqdm(range(cfg.steps), desc=f"optimize (restart {restart})", disable=not progress)
+    bar = progress_bar(range(cfg.steps), desc=f"optimize (restart {restart})", disable=not progress)
     for step in bar:
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + restart) * 1_000_003 + step)
         z = torch.randn(cfg.batch, backend.latent_dim, generator=gen).to(device)

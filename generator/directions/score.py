@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from generator.directions.backend import sample_z
 from generator.directions.operators import (
@@ -32,8 +31,9 @@ from generator.directions.operators import (
     restoration_loss,
     separation,
 )
+from segcore.progress import progress_bar
 
-# Object-class rule (documented in docs/readme/directions.md): the object is the class that is
+# Object-class rule (documented in README.md, "Finding the segmenting direction"): the object is the class that is
 # under-represented on the image border (backgrounds surround objects); when the border gives
 # no evidence (shares within BORDER_MARGIN), the object is the minority class by area.
 BORDER_MARGIN = 0.02
@@ -213,7 +213,7 @@ def score_directions(
     scorer = scorer or DirectionScorer(backend, settings)
     known = known or {}
     entries = []
-    bar = tqdm(range(directions.shape[0]), desc="scoring directions", disable=not progress)
+    bar = progress_bar(range(directions.shape[0]), desc="scoring directions", disable=not progress)
     for k in bar:
         if k in known:
             entries.append(dict(known[k]))
