@@ -189,6 +189,7 @@ def run_shards(
             bar.set_postfix(
                 samples_per_s=f"{samples / (time.perf_counter() - t_start):.1f}",
                 accept=f"{samples / max(drawn, 1):.1%}",
+                refresh=False,
             )
     finally:
         bar.close()

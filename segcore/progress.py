@@ -12,7 +12,10 @@ LOG_INTERVAL_S = 30.0
 
 
 def progress_bar(iterable=None, **kwargs):
-    """`tqdm(iterable, **kwargs)` with `mininterval` chosen for a terminal or a log file."""
+    """`tqdm(iterable, **kwargs)` with `mininterval` chosen for a terminal or a log file.
+
+    Call `set_postfix(..., refresh=False)` on it: a refreshing postfix redraws every call.
+    """
     from tqdm import tqdm
 
     kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else LOG_INTERVAL_S)

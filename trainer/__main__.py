@@ -175,7 +175,11 @@ def main(argv=None) -> int:
             record["lr"] = scheduler.get_last_lr()[0]
             if is_main:
                 book.write(done, record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}",
+                    img_s=f"{record['images_per_s']:.0f}",
+                    refresh=False,
+                )
         if done % cfg.val_every == 0 or done == cfg.steps:
             if is_main:
                 last_val = run_validation(net, holdout, cfg, device)

@@ -170,7 +170,7 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
             history["accuracy"].append(acc)
             history["loss"].append(float(loss.detach()))
             history["shift_l1"].append(float(loss_eps.detach()))
-            bar.set_postfix(acc=f"{acc:.3f}", loss=f"{float(loss.detach()):.3f}")
+            bar.set_postfix(acc=f"{acc:.3f}", loss=f"{float(loss.detach()):.3f}", refresh=False)
             hits = seen = 0
         if done % cfg.ckpt_every == 0 and done != cfg.steps:
             save(done)

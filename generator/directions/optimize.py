@@ -99,7 +99,9 @@ def _one_run(backend, cfg: OptimizeConfig, v0: torch.Tensor, restart: int, progr
                     "loss": float(loss),
                 }
             )
-            bar.set_postfix(L=f"{float(lh):.4f}", D=f"{float(dh):.3f}", area=f"{float(area):.4f}")
+            bar.set_postfix(
+                L=f"{float(lh):.4f}", D=f"{float(dh):.3f}", area=f"{float(area):.4f}", refresh=False
+            )
     return (v.detach() / v.detach().norm()).cpu(), trace
 
 

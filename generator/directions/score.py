@@ -223,5 +223,7 @@ def score_directions(
         entries.append(stats)
         if on_scored is not None:
             on_scored(k, stats)
-        bar.set_postfix(L=f"{stats['restoration_loss']:.4f}", D=f"{stats['separation']:.3f}")
+        bar.set_postfix(
+            L=f"{stats['restoration_loss']:.4f}", D=f"{stats['separation']:.3f}", refresh=False
+        )
     return rank(entries, keep_top=keep_top, dominant_max=dominant_max)
