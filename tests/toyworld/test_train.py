@@ -59,3 +59,17 @@ def test_changed_options_do_not_resume_silently(tmp_path, capsys):
         train.main(["--out", str(tmp_path), "--steps", "4", "--lr-g", "0.1", *TINY])
     with pytest.raises(train.UsageError, match="resolution"):
         train.main(["--out", str(tmp_path / "x"), "--resolution", "24"])
+
+
+def test_dcgan_variant_trains_and_bad_loss_is_refused(tmp_path):
+    args = ["--out", str(tmp_path), "--steps", "2", "--encoder-steps", "1"]
+    variant = ["--layers", "1", "--latent-split", "0", "--loss", "ns", "--d-batchnorm", "1"]
+    variant += ["--beta1", "0.5"]
+    assert train.main(args + TINY + variant) == 0
+    meta = json.loads((tmp_path / "final" / "toyworld.json").read_text())
+    assert meta["model"]["layers"] == 1 and meta["train"]["loss"] == "ns"
+    assert not (tmp_path / "samples" / "alpha-000002.png").exists()  # no layers to show
+    with pytest.raises(train.UsageError, match="--loss"):
+        train.main(["--out", str(tmp_path / "x"), "--loss", "wgan", *TINY])
+    with pytest.raises(train.UsageError, match="latent_split"):  # the split needs 2 layers
+        train.main(["--out", str(tmp_path / "y"), "--layers", "1", *TINY])

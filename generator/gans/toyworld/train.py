@@ -1,9 +1,10 @@
 """Train the embedded toy-world GAN on world IMAGES only (never masks), on CPU.
 
-    nice -n 10 python -m generator.gans.toyworld.train --out runs/toyworld --steps 8000
+    nice -n 10 python -m generator.gans.toyworld.train --out runs/toyworld
 
-Phase 1 trains G and D (hinge loss, spectral-norm D, Adam (0.0, 0.9), EMA of G; see
-docs/EMBEDDED-GAN-NOTES.md for why). Phase 2 fits an encoder E to invert the frozen EMA
+Phase 1 trains G and D (hinge loss, spectral-norm D, Adam (0.0, 0.9), EMA of G; the 2-layer
+generator's foreground is shifted at random before compositing, PerturbGAN's trick that makes
+the layers split object from background; see model.py). Phase 2 fits an encoder E to invert the frozen EMA
 generator: ||E(G(z)) - z||^2 on samples plus ||G(E(x)) - x||_1 on real world images. Phase 3
 recomputes the EMA generator's BatchNorm statistics and writes the shippable files:
 
@@ -33,14 +34,23 @@ PROG = "python -m generator.gans.toyworld.train"
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 8000
-    encoder_steps: int = 1000
-    batch: int = 64
+    steps: int = 6000
+    encoder_steps: int = 1500
+    batch: int = 32
     lr_g: float = 2e-4
-    lr_d: float = 2e-4
+    lr_d: float = 4e-4
     lr_e: float = 5e-4
-    ema_decay: float = 0.999
+    beta1: float = 0.0  # Adam (beta1, 0.9) for G and D; DCGAN used 0.5
+    loss: str = "hinge"  # or "ns": the non-saturating logistic loss of DCGAN
+    ema_decay: float = 0.998
     recon_weight: float = 1.0
+    # 2-layer generator only (PerturbGAN): the foreground and its alpha are shifted by up to
+    # --shift pixels before compositing, so a realistic image needs a real object/background
+    # split; the mean alpha is kept within [--min-area, --max-area] by a hinge penalty.
+    shift: int = 4
+    min_area: float = 0.05
+    max_area: float = 0.5
+    area_weight: float = 1.0
     n_train: int = 30000
     seed: int = 0
     threads: int = 2
@@ -70,11 +80,11 @@ def _load_images(out: Path, n: int, resolution: int) -> np.ndarray:
     cache = out / f"train_images_{n}_{resolution}.npy"
     if cache.exists():
         return np.load(cache)
-    from tqdm import tqdm
+    from segcore.progress import progress_bar
 
     cfg = WorldConfig(resolution=resolution)
     images = np.empty((n, resolution, resolution, 3), np.uint8)
-    for i in tqdm(range(n), desc="rendering world images", mininterval=5):
+    for i in progress_bar(range(n), desc="rendering world images"):
         images[i] = render_scene(TRAIN_SEED, i, cfg)[0]  # the mask is discarded: images only
     tmp = cache.with_name(cache.name + ".tmp.npy")
     np.save(tmp, images)
@@ -142,9 +152,9 @@ def _standing_stats(generator, latent_dim: int, batches: int = 64, batch: int = 
 def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     import torch
     import torch.nn.functional as F
-    from tqdm import tqdm
 
-    from generator.gans.toyworld.model import Discriminator, Encoder, Generator
+    from generator.gans.toyworld.model import Discriminator, Encoder, Generator, shift_layer
+    from segcore.progress import progress_bar
 
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,8 +172,8 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     G, D, E = Generator(model_cfg), Discriminator(model_cfg), Encoder(model_cfg)
     G_ema = Generator(model_cfg)
     G_ema.load_state_dict(G.state_dict())
-    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.0, 0.9))
-    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.0, 0.9))
+    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(cfg.beta1, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(cfg.beta1, 0.9))
     opt_e = torch.optim.Adam(E.parameters(), cfg.lr_e, betas=(0.5, 0.999))
     rng = torch.Generator().manual_seed(cfg.seed)
     state = {"step": 0, "encoder_step": 0, "elapsed_s": 0.0}
@@ -213,6 +223,18 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
 
     fixed_z = torch.randn(64, d, generator=torch.Generator().manual_seed(7))
 
+    def fake_batch(z):
+        """(images, area penalty): composites with the foreground shifted (2-layer model)."""
+        if model_cfg.layers == 1:
+            return G(z), torch.zeros(())
+        bg, fg, alpha = G.layered(z)
+        if cfg.shift > 0:
+            s = torch.randint(-cfg.shift, cfg.shift + 1, (z.shape[0], 2), generator=rng)
+            fg, alpha = shift_layer(fg, s), shift_layer(alpha, s)
+        area = alpha.mean(dim=(1, 2, 3))
+        penalty = (F.relu(cfg.min_area - area) + F.relu(area - cfg.max_area)).mean()
+        return alpha * fg + (1 - alpha) * bg, penalty
+
     def log(rec: dict) -> None:
         with open(out / "train_log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -221,20 +243,26 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     t_start = time.time() - state["elapsed_s"]
 
     # Phase 1: the GAN.
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="GAN", mininterval=30)
+    bar = progress_bar(total=cfg.steps, initial=state["step"], desc="GAN")
     t_last = time.time()
     while state["step"] < cfg.steps:
         G.train()
         x = real_batch()
         z = torch.randn(cfg.batch, d, generator=rng)
         with torch.no_grad():
-            fake = G(z)
-        loss_d = F.relu(1 - D(x)).mean() + F.relu(1 + D(fake)).mean()  # hinge loss
+            fake, _ = fake_batch(z)
+        if cfg.loss == "hinge":
+            loss_d = F.relu(1 - D(x)).mean() + F.relu(1 + D(fake)).mean()
+        else:  # non-saturating: softplus(-D(x)) + softplus(D(fake))
+            loss_d = F.softplus(-D(x)).mean() + F.softplus(D(fake)).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         z = torch.randn(cfg.batch, d, generator=rng)
-        loss_g = -D(G(z)).mean()
+        fake, area_penalty = fake_batch(z)
+        score = D(fake)
+        loss_g = -score.mean() if cfg.loss == "hinge" else F.softplus(-score).mean()
+        loss_g = loss_g + cfg.area_weight * area_penalty
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -252,6 +280,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
                 "step": step,
                 "loss_d": round(loss_d.item(), 4),
                 "loss_g": round(loss_g.item(), 4),
+                "area_penalty": round(float(area_penalty.detach()), 4),
                 "s_per_step": round((now - t_last) / cfg.log_every, 3),
                 "elapsed_s": round(now - t_start, 1),
             }
@@ -262,6 +291,12 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
             with torch.no_grad():
                 grid = G_ema(fixed_z)
             save_grid(grid, out / "samples" / f"step-{step:06d}.png")
+            if model_cfg.layers == 2:  # what the layers learnt: alpha as a grey grid
+                with torch.no_grad():
+                    alpha = G_ema.layered(fixed_z)[2]
+                save_grid(
+                    alpha.expand(-1, 3, -1, -1) * 2 - 1, out / "samples" / f"alpha-{step:06d}.png"
+                )
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             state["elapsed_s"] = time.time() - t_start
             checkpoint()
@@ -273,7 +308,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     G_ema.eval()
     for p in G_ema.parameters():
         p.requires_grad_(False)
-    bar = tqdm(total=cfg.encoder_steps, initial=state["encoder_step"], desc="E", mininterval=30)
+    bar = progress_bar(total=cfg.encoder_steps, initial=state["encoder_step"], desc="E")
     while state["encoder_step"] < cfg.encoder_steps:
         E.train()
         z = torch.randn(cfg.batch, d, generator=rng)
@@ -349,6 +384,8 @@ def main(argv=None) -> int:
         model_cfg.levels  # noqa: B018 - validates the resolution
     except ValueError as err:
         raise UsageError(str(err)) from err
+    if cfg.loss not in ("hinge", "ns"):
+        raise UsageError(f"--loss must be hinge or ns, got {cfg.loss!r}")
     if cfg.steps < 1 or cfg.batch < 2 or cfg.n_train < cfg.batch:
         raise UsageError("--steps must be >= 1, --batch >= 2 and --n-train >= --batch")
     command = " ".join([PROG] + (sys.argv[1:] if argv is None else list(argv)))
