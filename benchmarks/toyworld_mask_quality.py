@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generator.direction_file import load_direction
 from generator.filters import FilterSettings, apply_filters
 from generator.gans.toyworld.backend import build
-from generator.masks import affine_mask, lighter_mask
+from generator.masks import make_masks
+from segcore.cli import UsageError, run_cli
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -31,13 +32,18 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+PROG = "benchmarks/toyworld_mask_quality.py"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--direction", default=None, help="default: the shipped direction")
     p.add_argument("--shift", type=float, default=None, help="default: the direction's shift")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.n < 1:
+        raise UsageError(f"--n must be >= 1, got {args.n}")
     gan = build()
     d = (
         load_direction(args.direction, gan.latent_dim)
@@ -50,10 +56,10 @@ def main() -> None:
     with torch.no_grad():
         x, xs = gan.generate(z), gan.generate(z + r * v)
         alpha = (gan.generator.layered(z)[2][:, 0] > 0.5).numpy()
-    rules = {"lighter": lighter_mask(x, xs)}
+    rules = {"lighter": make_masks("lighter", x, xs)}
     if d.operators is not None:
         ops = torch.as_tensor(d.operators)
-        rules["affine"] = affine_mask(x, xs, ops, d.bright_operator)
+        rules["affine"] = make_masks("affine", x, xs, ops, d.bright_operator)
     print(f"{args.n} prior samples, shift {r}, IoU with the generator's own alpha > 0.5")
     for name, m in rules.items():
         edited, reason = apply_filters(m.numpy(), xs, FilterSettings())
@@ -64,7 +70,8 @@ def main() -> None:
             f"{name:8s} raw IoU {raw.mean():.3f}  accepted IoU {kept[ok].mean():.3f}  "
             f"accepted {ok.mean():.2f}  empty among accepted {empty:.3f}"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, PROG)

@@ -119,3 +119,12 @@ def test_bad_weight_paths_are_usage_errors(tmp_path):
     (tmp_path / "odd.json").write_text(tw.DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     with pytest.raises(UsageError, match="expected keys"):
         load_gan("toyworld", weights=str(tmp_path / "odd.pt"))
+
+
+def test_weights_of_an_older_format_are_refused_by_name(tmp_path):
+    path = _copy_weights(tmp_path, lambda state: None)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["format"] = "gan-objseg/toyworld-weights/v1"  # the 1-layer generator's weights
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(UsageError, match=r"toyworld-weights/v1.*retrain"):
+        load_gan("toyworld", weights=str(path))

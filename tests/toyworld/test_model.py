@@ -8,15 +8,24 @@ from generator.gans.toyworld.model import Discriminator, Generator, ModelConfig,
 SMALL = dict(resolution=16, latent_dim=8, g_width=4, d_width=4, e_width=4)
 
 
-def test_two_layer_image_is_the_alpha_composite_of_its_layers():
+@pytest.mark.parametrize("split", [0, 1])
+def test_two_layer_image_is_the_alpha_composite_of_its_layers(split):
     torch.manual_seed(0)
-    g = Generator(ModelConfig(**SMALL, layers=2)).eval().requires_grad_(False)
+    g = Generator(ModelConfig(**SMALL, layers=2, latent_split=split))
+    g = g.eval().requires_grad_(False)
     z = torch.randn(5, 8)
     bg, fg, alpha = g.layered(z)
     assert bg.shape == fg.shape == (5, 3, 16, 16) and alpha.shape == (5, 1, 16, 16)
-    assert float(alpha.min()) >= 0 and float(alpha.max()) <= 1
-    torch.testing.assert_close(g(z), alpha * fg + (1 - alpha) * bg)
-    assert float(g(z).abs().max()) <= 1
+    assert not torch.allclose(bg, fg)
+    # push the alpha logit to +-50: the image must become exactly the foreground / background
+    alpha_bias = g.shape.out.bias if split else g.fg.out.bias[3:]
+    for logit, layer in ((50.0, fg), (-50.0, bg)):
+        alpha_bias.fill_(logit)
+        torch.testing.assert_close(g(z), layer, atol=1e-6, rtol=0)
+    alpha_bias.fill_(0.0)
+    mixed = g(z)  # in between: strictly inside the two layers' range wherever they differ
+    lo, hi = torch.minimum(bg, fg), torch.maximum(bg, fg)
+    assert bool(((mixed >= lo - 1e-6) & (mixed <= hi + 1e-6)).all())
 
 
 def test_one_layer_generator_has_no_layers():

@@ -51,6 +51,8 @@ def test_outputs_and_recorded_statistics(tmp_path):
     with torch.no_grad():
         assert float(gan.generate(z).mean()) == pytest.approx(stats["mean"], abs=1e-5)
     assert (tmp_path / "samples" / "step-000002.png").exists()
+    assert (tmp_path / "samples" / "alpha-000002.png").exists()  # the 2-layer model's alpha
+    assert meta["format"] == "gan-objseg/toyworld-weights/v2"
 
 
 def test_changed_options_do_not_resume_silently(tmp_path, capsys):
@@ -73,3 +75,12 @@ def test_dcgan_variant_trains_and_bad_loss_is_refused(tmp_path):
         train.main(["--out", str(tmp_path / "x"), "--loss", "wgan", *TINY])
     with pytest.raises(train.UsageError, match="latent_split"):  # the split needs 2 layers
         train.main(["--out", str(tmp_path / "y"), "--layers", "1", *TINY])
+    for bad in (
+        ["--beta1", "1.0"],
+        ["--shift", "-1"],
+        ["--min-area", "0.6"],
+        ["--d-batchnorm", "2"],
+    ):
+        with pytest.raises(train.UsageError):
+            train.main(["--out", str(tmp_path / "z"), *bad, *TINY])
+    assert not (tmp_path / "z").exists()  # refused before anything is written

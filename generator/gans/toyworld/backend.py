@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from generator.gans.toyworld.model import Encoder, Generator, ModelConfig
+from generator.gans.toyworld.model import WEIGHTS_FORMAT, Encoder, Generator, ModelConfig
 from segcore.cli import UsageError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -30,6 +30,11 @@ def _load_checkpoint(path: Path) -> tuple[ModelConfig, dict, dict]:
         raise UsageError(f"toyworld weights {path} have no sidecar {meta_path.name}")
     try:
         meta = json.loads(meta_path.read_text())
+        if meta.get("format") != WEIGHTS_FORMAT:
+            raise UsageError(
+                f"{meta_path}: format {meta.get('format')!r}, this version reads "
+                f"{WEIGHTS_FORMAT!r}; retrain with python -m generator.gans.toyworld.train"
+            )
         cfg = ModelConfig(**meta["model"])
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:

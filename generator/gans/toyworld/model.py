@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+WEIGHTS_FORMAT = "gan-objseg/toyworld-weights/v2"  # v2: the layered generator below
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -34,7 +36,7 @@ class ModelConfig:
     d_width: int = 32
     e_width: int = 48
     layers: int = 2  # 1: plain DCGAN generator; 2: background + foreground/alpha layers
-    d_batchnorm: int = 0  # 0: spectral-norm D (hinge loss); 1: DCGAN's BatchNorm D
+    d_batchnorm: int = 0  # 0: spectral-norm D; 1: DCGAN's BatchNorm D (any --loss)
     # 2-layer only. 0: each trunk reads the whole z. 1: z splits in three parts, one each for
     # the background, the object's shape (alpha) and the object's colours (foreground RGB).
     latent_split: int = 1
@@ -44,6 +46,8 @@ class ModelConfig:
             raise ValueError(f"layers must be 1 or 2, got {self.layers}")
         if self.latent_split not in (0, 1) or (self.latent_split and self.layers != 2):
             raise ValueError("latent_split must be 0 or 1, and 1 needs layers=2")
+        if self.d_batchnorm not in (0, 1):
+            raise ValueError(f"d_batchnorm must be 0 or 1, got {self.d_batchnorm}")
         if self.latent_split and self.latent_dim < 3:
             raise ValueError("latent_split=1 needs latent_dim >= 3 (one part per layer)")
 

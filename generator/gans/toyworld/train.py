@@ -4,9 +4,10 @@
 
 Phase 1 trains G and D (hinge loss, spectral-norm D, Adam (0.0, 0.9), EMA of G; the 2-layer
 generator's foreground is shifted at random before compositing, PerturbGAN's trick that makes
-the layers split object from background; see model.py). Phase 2 fits an encoder E to invert the frozen EMA
-generator: ||E(G(z)) - z||^2 on samples plus ||G(E(x)) - x||_1 on real world images. Phase 3
-recomputes the EMA generator's BatchNorm statistics and writes the shippable files:
+the layers split object from background; see model.py). Phase 2 fits an encoder E to invert
+the frozen EMA generator: ||E(G(z)) - z||^2 on samples plus ||G(E(x)) - x||_1 on real world
+images. Phase 3 recomputes the EMA generator's BatchNorm statistics and writes the shippable
+files:
 
     OUT/final/toyworld.pt    {"generator": EMA G state dict, "encoder": E state dict}
     OUT/final/toyworld.json  model config, training command, time, steps, sample statistics
@@ -46,7 +47,8 @@ class TrainConfig:
     recon_weight: float = 1.0
     # 2-layer generator only (PerturbGAN): the foreground and its alpha are shifted by up to
     # --shift pixels before compositing, so a realistic image needs a real object/background
-    # split; the mean alpha is kept within [--min-area, --max-area] by a hinge penalty.
+    # split; the mean of the SHIFTED alpha (what the composite shows: pixels pushed past the
+    # border are gone) is kept within [--min-area, --max-area] by a hinge penalty.
     shift: int = 4
     min_area: float = 0.05
     max_area: float = 0.5
@@ -345,10 +347,11 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     _atomic_torch_save(
         {"generator": G_ema.state_dict(), "encoder": E.state_dict()}, final / "toyworld.pt"
     )
+    from generator.gans.toyworld.model import WEIGHTS_FORMAT as model_format
     from segcore import __version__
 
     meta = {
-        "format": "gan-objseg/toyworld-weights/v1",
+        "format": model_format,
         "version": __version__,
         "model": dataclasses.asdict(model_cfg),
         "train": dataclasses.asdict(cfg),
@@ -386,6 +389,10 @@ def main(argv=None) -> int:
         raise UsageError(str(err)) from err
     if cfg.loss not in ("hinge", "ns"):
         raise UsageError(f"--loss must be hinge or ns, got {cfg.loss!r}")
+    if not 0 <= cfg.beta1 < 1:
+        raise UsageError(f"--beta1 must be in [0, 1), got {cfg.beta1}")
+    if cfg.shift < 0 or not 0 <= cfg.min_area <= cfg.max_area <= 1:
+        raise UsageError("--shift must be >= 0 and 0 <= --min-area <= --max-area <= 1")
     if cfg.steps < 1 or cfg.batch < 2 or cfg.n_train < cfg.batch:
         raise UsageError("--steps must be >= 1, --batch >= 2 and --n-train >= --batch")
     command = " ".join([PROG] + (sys.argv[1:] if argv is None else list(argv)))
