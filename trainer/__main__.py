@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -103,8 +104,17 @@ def main(argv=None) -> int:
         raise UsageError(f"--resume: the checkpoint is at step {start}, beyond --steps {cfg.steps}")
     model = net
     if distributed.is_initialized():
-        # grads as views of the allreduce buckets: no copy, and no stride-mismatch warning for
-        # the 1x1 convs (their [C,K,1,1] grads may come back with other, equivalent strides)
+        # grads as views of the allreduce buckets: no copy. The first backward still warns
+        # "Grad strides do not match bucket view strides" for the 1x1 convs: their [C,K,1,1]
+        # grads differ from the bucket only in the strides of size-1 dims, the same memory
+        # layout (spurious, pytorch/pytorch#47163). Silence exactly that case; any other
+        # stride mismatch (a real layout problem) still warns.
+        warnings.filterwarnings(
+            "ignore",
+            message=r"(?s)Grad strides do not match bucket view strides.*"
+            r"grad\.sizes\(\) = \[\d+, \d+, 1, 1\]",
+            category=UserWarning,
+        )
         model = DDP(
             net,
             device_ids=[device.index] if device.type == "cuda" else None,
