@@ -80,7 +80,24 @@ def test_dcgan_variant_trains_and_bad_loss_is_refused(tmp_path):
         ["--shift", "-1"],
         ["--min-area", "0.6"],
         ["--d-batchnorm", "2"],
+        ["--render-workers", "0"],
+        ["--device", "nonsense"],
     ):
         with pytest.raises(train.UsageError):
             train.main(["--out", str(tmp_path / "z"), *bad, *TINY])
     assert not (tmp_path / "z").exists()  # refused before anything is written
+
+
+def test_parallel_rendering_gives_the_same_images(tmp_path):
+    one = train._load_images(tmp_path / "one", 600, 16, workers=1)
+    two = train._load_images(tmp_path / "two", 600, 16, workers=2)  # 2 chunks of 500 and 100
+    assert one.shape == (600, 16, 16, 3) and one.std() > 10
+    assert (one == two).all()
+    assert (tmp_path / "two" / "train_images_600_16.npy").exists()  # cached for a resume
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_cuda_device_without_cuda_is_a_clear_error(tmp_path):
+    with pytest.raises(train.UsageError, match="no CUDA device"):
+        train.main(["--out", str(tmp_path / "x"), "--device", "cuda", *TINY])
+    assert not (tmp_path / "x").exists()

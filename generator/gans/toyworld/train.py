@@ -1,6 +1,6 @@
-"""Train the embedded toy-world GAN on world IMAGES only (never masks), on CPU.
+"""Train the embedded toy-world GAN on world IMAGES only (never masks), on CPU or a GPU.
 
-    nice -n 10 python -m generator.gans.toyworld.train --out runs/toyworld
+    nice -n 10 python -m generator.gans.toyworld.train --out runs/toyworld [--device cuda]
 
 Phase 1 trains G and D (hinge loss, spectral-norm D, Adam (0.0, 0.9), EMA of G; the 2-layer
 generator's foreground is shifted at random before compositing, PerturbGAN's trick that makes
@@ -35,9 +35,9 @@ PROG = "python -m generator.gans.toyworld.train"
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 6000
-    encoder_steps: int = 1500
-    batch: int = 32
+    steps: int = 8000
+    encoder_steps: int = 3000
+    batch: int = 64
     lr_g: float = 2e-4
     lr_d: float = 4e-4
     lr_e: float = 5e-4
@@ -53,9 +53,11 @@ class TrainConfig:
     min_area: float = 0.05
     max_area: float = 0.5
     area_weight: float = 1.0
-    n_train: int = 30000
+    n_train: int = 60000
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"  # or cuda, cuda:1, ...
+    render_workers: int = 1  # processes rendering the training images (once; cached in OUT)
     ckpt_every: int = 250
     sample_every: int = 500
     log_every: int = 50
@@ -75,19 +77,44 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _load_images(out: Path, n: int, resolution: int) -> np.ndarray:
-    """World images (uint8 [N,R,R,3]) for training; cached in OUT so a resume skips rendering."""
+def _render_images(start: int, stop: int, resolution: int) -> np.ndarray:
     from generator.gans.toyworld.world import TRAIN_SEED, WorldConfig, render_scene
 
+    cfg = WorldConfig(resolution=resolution)
+    # [0]: the image; the mask is discarded, the GAN trains on images only
+    return np.stack([render_scene(TRAIN_SEED, i, cfg)[0] for i in range(start, stop)])
+
+
+def _load_images(out: Path, n: int, resolution: int, workers: int = 1) -> np.ndarray:
+    """World images (uint8 [N,R,R,3]) for training; cached in OUT so a resume skips rendering.
+
+    Scenes are a pure function of (seed, index), so any number of workers renders the same array.
+    """
     cache = out / f"train_images_{n}_{resolution}.npy"
     if cache.exists():
         return np.load(cache)
+    out.mkdir(parents=True, exist_ok=True)
     from segcore.progress import progress_bar
 
-    cfg = WorldConfig(resolution=resolution)
+    chunk = 500
+    bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
     images = np.empty((n, resolution, resolution, 3), np.uint8)
-    for i in progress_bar(range(n), desc="rendering world images"):
-        images[i] = render_scene(TRAIN_SEED, i, cfg)[0]  # the mask is discarded: images only
+    bar = progress_bar(total=n, desc="rendering world images")
+    if workers <= 1:
+        for a, b in bounds:
+            images[a:b] = _render_images(a, b, resolution)
+            bar.update(b - a)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn")  # no fork of a process that may hold CUDA or threads
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            jobs = [(a, b, pool.submit(_render_images, a, b, resolution)) for a, b in bounds]
+            for a, b, job in jobs:
+                images[a:b] = job.result()
+                bar.update(b - a)
+    bar.close()
     tmp = cache.with_name(cache.name + ".tmp.npy")
     np.save(tmp, images)
     os.replace(tmp, cache)
@@ -128,7 +155,9 @@ def sample_statistics(generator, latent_dim: int) -> dict:
     }
 
 
-def _standing_stats(generator, latent_dim: int, batches: int = 64, batch: int = 128) -> None:
+def _standing_stats(
+    generator, latent_dim: int, device, batches: int = 64, batch: int = 128
+) -> None:
     """Replace the EMA generator's BN running stats by their exact average over prior samples.
 
     The EMA weights never ran in train mode, so the stats copied from the live G do not match
@@ -144,11 +173,19 @@ def _standing_stats(generator, latent_dim: int, batches: int = 64, batch: int = 
     generator.train()
     with torch.no_grad():
         for _ in range(batches):
-            generator(torch.randn(batch, latent_dim, generator=g))
+            generator(torch.randn(batch, latent_dim, generator=g).to(device))
     for m in generator.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = 0.1
     generator.eval()
+
+
+def _device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"{device.type} ({torch.cuda.get_device_name(device)})"
+    return device.type
 
 
 def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
@@ -159,11 +196,23 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     from segcore.progress import progress_bar
 
     torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
     # What a resume must agree on: everything that changes the math. --steps/--encoder-steps
     # may change between runs (extend or cut a run short), and so may logging and threads.
-    schedule = ("steps", "encoder_steps", "threads", "ckpt_every", "sample_every", "log_every")
+    schedule = (
+        "steps",
+        "encoder_steps",
+        "threads",
+        "device",
+        "render_workers",
+        "ckpt_every",
+        "sample_every",
+        "log_every",
+    )
     config_doc = {
         "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in schedule},
         "model": dataclasses.asdict(model_cfg),
@@ -174,6 +223,8 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     G, D, E = Generator(model_cfg), Discriminator(model_cfg), Encoder(model_cfg)
     G_ema = Generator(model_cfg)
     G_ema.load_state_dict(G.state_dict())
+    for mod in (G, D, E, G_ema):
+        mod.to(device)
     opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(cfg.beta1, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(cfg.beta1, 0.9))
     opt_e = torch.optim.Adam(E.parameters(), cfg.lr_e, betas=(0.5, 0.999))
@@ -216,14 +267,20 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
             ckpt_path,
         )
 
-    images = torch.from_numpy(_load_images(out, cfg.n_train, model_cfg.resolution))
+    images = _load_images(out, cfg.n_train, model_cfg.resolution, cfg.render_workers)
+    images = torch.from_numpy(images).to(device)
     d = model_cfg.latent_dim
 
+    # All randomness comes from the CPU generator `rng` (its state is checkpointed), then moves
+    # to the device: the same draws on any device, and an exact resume.
+    def randn(n):
+        return torch.randn(n, d, generator=rng).to(device)
+
     def real_batch():
-        idx = torch.randint(0, images.shape[0], (cfg.batch,), generator=rng)
+        idx = torch.randint(0, images.shape[0], (cfg.batch,), generator=rng).to(device)
         return images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
-    fixed_z = torch.randn(64, d, generator=torch.Generator().manual_seed(7))
+    fixed_z = torch.randn(64, d, generator=torch.Generator().manual_seed(7)).to(device)
 
     def fake_batch(z):
         """(images, area penalty): composites with the foreground shifted (2-layer model)."""
@@ -232,6 +289,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         bg, fg, alpha = G.layered(z)
         if cfg.shift > 0:
             s = torch.randint(-cfg.shift, cfg.shift + 1, (z.shape[0], 2), generator=rng)
+            s = s.to(device)
             fg, alpha = shift_layer(fg, s), shift_layer(alpha, s)
         area = alpha.mean(dim=(1, 2, 3))
         penalty = (F.relu(cfg.min_area - area) + F.relu(area - cfg.max_area)).mean()
@@ -250,7 +308,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     while state["step"] < cfg.steps:
         G.train()
         x = real_batch()
-        z = torch.randn(cfg.batch, d, generator=rng)
+        z = randn(cfg.batch)
         with torch.no_grad():
             fake, _ = fake_batch(z)
         if cfg.loss == "hinge":
@@ -260,7 +318,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-        z = torch.randn(cfg.batch, d, generator=rng)
+        z = randn(cfg.batch)
         fake, area_penalty = fake_batch(z)
         score = D(fake)
         loss_g = -score.mean() if cfg.loss == "hinge" else F.softplus(-score).mean()
@@ -269,8 +327,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         loss_g.backward()
         opt_g.step()
         with torch.no_grad():
-            for pe, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-                pe.lerp_(p, 1 - cfg.ema_decay)
+            torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1 - cfg.ema_decay)
             for be, b in zip(G_ema.buffers(), G.buffers(), strict=True):
                 be.copy_(b)
         state["step"] += 1
@@ -306,14 +363,14 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
 
     # Phase 2: the encoder, inverting the frozen EMA generator (PAPER.md section 4 needs E).
     if state["encoder_step"] == 0:
-        _standing_stats(G_ema, d)
+        _standing_stats(G_ema, d, device)
     G_ema.eval()
     for p in G_ema.parameters():
         p.requires_grad_(False)
     bar = progress_bar(total=cfg.encoder_steps, initial=state["encoder_step"], desc="E")
     while state["encoder_step"] < cfg.encoder_steps:
         E.train()
-        z = torch.randn(cfg.batch, d, generator=rng)
+        z = randn(cfg.batch)
         with torch.no_grad():
             xg = G_ema(z)
         x = real_batch()
@@ -344,6 +401,8 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         recon = G_ema(E(x))
     save_grid(torch.cat([x, recon]), out / "samples" / "encoder-reconstructions.png")
     save_grid(G_ema(fixed_z).detach(), out / "samples" / "final-ema.png")
+    G_ema.cpu()  # ship CPU tensors; the recorded sample statistics are computed on the CPU
+    E.cpu()
     _atomic_torch_save(
         {"generator": G_ema.state_dict(), "encoder": E.state_dict()}, final / "toyworld.pt"
     )
@@ -359,7 +418,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         "steps": state["step"],
         "encoder_steps": state["encoder_step"],
         "train_seconds": round(state["elapsed_s"], 1),
-        "device": "cpu",
+        "device": _device_name(device),
         "torch_threads": cfg.threads,
         "trained_on": "world images only (generator.gans.toyworld.world, TRAIN_SEED), no masks",
         "sample_statistics": sample_statistics(G_ema, d),
@@ -393,6 +452,16 @@ def main(argv=None) -> int:
         raise UsageError(f"--beta1 must be in [0, 1), got {cfg.beta1}")
     if cfg.shift < 0 or not 0 <= cfg.min_area <= cfg.max_area <= 1:
         raise UsageError("--shift must be >= 0 and 0 <= --min-area <= --max-area <= 1")
+    if cfg.render_workers < 1:
+        raise UsageError(f"--render-workers must be >= 1, got {cfg.render_workers}")
+    try:
+        import torch
+
+        dev = torch.device(cfg.device)
+    except RuntimeError as err:
+        raise UsageError(f"--device {cfg.device!r}: {err}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {cfg.device}: no CUDA device is available")
     if cfg.steps < 1 or cfg.batch < 2 or cfg.n_train < cfg.batch:
         raise UsageError("--steps must be >= 1, --batch >= 2 and --n-train >= --batch")
     command = " ".join([PROG] + (sys.argv[1:] if argv is None else list(argv)))
