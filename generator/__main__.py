@@ -48,7 +48,13 @@ def parse_args(argv):
     )
     p.add_argument("--latents", default="prior", help="'prior' (N(0,I)) or embeddings FILE.npy")
     p.add_argument("--alpha", type=float, default=0.2, help="noise scale for embeddings latents")
-    p.add_argument("--mask", choices=MASKS, default="lighter")
+    p.add_argument(
+        "--mask",
+        choices=("auto", *MASKS),
+        default="auto",
+        help="auto: 'affine' (Appendix B) when the direction file carries fitted operators "
+        "(written by 'directions score --pick'), else 'lighter' (the paper's rule)",
+    )
     p.add_argument(
         "--filters",
         default=",".join(FILTERS),

@@ -55,6 +55,10 @@ def resolve_config(
         embeddings = load_embeddings(latents, gan.latent_dim)
         sha = hashlib.sha256(embeddings.tobytes()).hexdigest()
     operators = direction.operators.tolist() if direction.operators is not None else None
+    if options.get("mask") == "auto":
+        # Appendix B's rule for a direction picked by `directions score --pick` (it carries the
+        # operators fit for it); the paper's "lighter" rule for a plain vector such as h_bg.
+        options["mask"] = "affine" if operators is not None else "lighter"
     try:
         config = GeneratorConfig(
             shards=shards,

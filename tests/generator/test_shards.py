@@ -127,3 +127,26 @@ def test_embeddings_latents_and_affine_mask_through_a_shard(tmp_path):
     assert attempts == 4  # no filters: every draw is kept
     assert all(0 <= m["source_index"] < 6 for m in metas)
     assert masks.dtype == bool and masks.shape == (4, 64, 64)
+
+
+def test_mask_auto_follows_the_direction_file(tmp_path):
+    """auto = affine (Appendix B) for a picked direction with operators, lighter for a vector."""
+    from generator.direction_file import save_direction
+
+    vec = np.random.default_rng(0).standard_normal(120)
+    ident = np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1)
+    picked, plain = tmp_path / "picked.json", tmp_path / "plain.npy"
+    save_direction(
+        str(picked),
+        vec,
+        gan="random",
+        shift=5.0,
+        index=0,
+        sign=1,
+        operators=np.stack([ident, ident * 2]),
+        bright_operator=1,
+    )
+    np.save(plain, vec)
+    assert small_config(direction_file=str(picked), mask="auto")[0].mask == "affine"
+    assert small_config(direction_file=str(plain), mask="auto")[0].mask == "lighter"
+    assert small_config(direction_file=str(picked), mask="lighter")[0].mask == "lighter"
