@@ -9,7 +9,10 @@ by the GAN, whose training used TRAIN_SEED images only):
   (c) baselines without training: Otsu grey threshold (minority side = object, and the oracle
       polarity per image), eval's classic baselines (`python -m eval baseline`: rbd, center);
   (d) ablations of (a): no filters / each filter alone, and encoder-embedding latents
-      (E-BigBiGAN style, PAPER.md section 4) with alpha 0 and 0.2.
+      (E-BigBiGAN style, PAPER.md section 4) with alpha 0 and 0.2;
+  (e) diagnostic, not the method: the same U-Net trained on the GAN's own prior samples with the
+      GAN's own alpha > 0.5 as masks (the 2-layer model draws one; the pipeline never reads it).
+      (e) - (a) is what imperfect synthetic masks cost; (b) - (e) what the GAN-vs-world gap costs.
 Prints one table and writes OUT/results.json. Each part reuses finished steps (rerun = resume).
 """
 
@@ -97,6 +100,12 @@ def train_and_eval(args, shards: Path, n_shards: int, run: Path, test: Path) -> 
     return metrics_of(report)
 
 
+def gan_options(args) -> list[str]:
+    """--weights / --direction of a candidate GAN (default: the shipped ones)."""
+    opts = ["--weights", args.weights] if args.weights else []
+    return opts + (["--direction", args.direction] if args.direction else [])
+
+
 def generate(args, out: Path, extra: list[str]) -> None:
     if not (out / "manifest.jsonl").exists():
         sh(
@@ -116,7 +125,10 @@ def generate(args, out: Path, extra: list[str]) -> None:
                 "2",
                 "--device",
                 "cpu",
-                *extra,
+                *gan_options(args),
+                "--mask",
+                args.mask,
+                *extra,  # a later --mask wins (argparse)
             ]
         )
 
@@ -144,6 +156,37 @@ def write_true_mask_shards(args, out: Path) -> None:
         publish_shard(samples, str(out), s)
 
 
+def write_alpha_mask_shards(args, out: Path) -> None:
+    """Prior samples of the shipped GAN with its own alpha > 0.5 as masks (diagnostic (e))."""
+    import torch
+
+    from generator.gans.toyworld.backend import build
+    from generator.shards import encode_jpeg, encode_mask_png, publish_shard
+    from segcore import schema
+
+    gan = build(args.weights)
+    out.mkdir(parents=True, exist_ok=True)
+    for s in range(args.shards):
+        if (out / schema.shard_name(s)).exists():
+            continue
+        g = torch.Generator().manual_seed(1000 + s)
+        z = torch.randn(args.per_shard, gan.latent_dim, generator=g)
+        with torch.no_grad():
+            x = gan.generate(z)
+            alpha = gan.generator.layered(z)[2][:, 0] > 0.5
+        rgb = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        samples = [
+            {
+                "__key__": schema.sample_key(s, j),
+                "jpg": encode_jpeg(rgb[j], 95),
+                "png": encode_mask_png(alpha[j].numpy(), 3),
+                "json": json.dumps({"shard": s, "sample": j, "source": "gan-alpha"}).encode(),
+            }
+            for j in range(args.per_shard)
+        ]
+        publish_shard(samples, str(out), s)
+
+
 def otsu(test_n: int) -> dict:
     from eval.metrics import SaliencyMetrics
 
@@ -168,13 +211,16 @@ def otsu(test_n: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/bench_world")
-    p.add_argument("--parts", default="a,b,c,d")
+    p.add_argument("--parts", default="a,b,c,d,e")
     p.add_argument("--test", type=int, default=1000, help="held-out scenes")
     p.add_argument("--shards", type=int, default=8)
     p.add_argument("--per-shard", type=int, default=500)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--mask", default="auto", choices=("auto", "affine", "lighter"), help="(a) rule")
+    p.add_argument("--weights", help="toyworld weights .pt to measure (default: shipped)")
+    p.add_argument("--direction", help="direction .json to measure (default: shipped)")
     args = p.parse_args()
     out = Path(args.out).resolve()
     parts = set(args.parts.split(","))
@@ -222,12 +268,14 @@ def main() -> None:
                 )
             record("c_" + method, metrics_of(rep))
     if "d" in parts:
+        other = "affine" if args.mask == "lighter" else "lighter"  # auto: affine here
         variants = {
             "filters_none": ["--filters", "none"],
             "filters_components": ["--filters", "components"],
             "filters_mask_size": ["--filters", "mask_size"],
             "filters_histogram": ["--filters", "histogram"],
-            "mask_affine": ["--mask", "affine"],  # Appendix B's rule instead of "lighter"
+            # the other rule: "lighter" (section 2) when (a) uses "affine" (Appendix B), or back
+            f"mask_{other}": ["--mask", other],
         }
         emb = out / "d" / "embeddings.npy"
         if not emb.exists():
@@ -240,6 +288,7 @@ def main() -> None:
                     "generator.embed",
                     "--gan",
                     "toyworld",
+                    *(["--weights", args.weights] if args.weights else []),
                     "--images",
                     str(imgs / "images"),
                     "--out",
@@ -252,6 +301,13 @@ def main() -> None:
             run = out / "d" / name
             generate(args, run / "shards", extra)
             record("d_" + name, train_and_eval(args, run / "shards", args.shards, run, test))
+
+    if "e" in parts:
+        write_alpha_mask_shards(args, out / "e" / "shards")
+        record(
+            "e_gan_alpha_masks",
+            train_and_eval(args, out / "e" / "shards", args.shards, out / "e", test),
+        )
 
     print(f"\n{'':28s} {'maxFbeta':>9s} {'IoU':>7s} {'acc':>7s} {'n':>6s}")
     for name, m in results.items():

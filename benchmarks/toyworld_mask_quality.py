@@ -38,13 +38,14 @@ PROG = "benchmarks/toyworld_mask_quality.py"
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--weights", default=None, help="default: the shipped weights")
     p.add_argument("--direction", default=None, help="default: the shipped direction")
     p.add_argument("--shift", type=float, default=None, help="default: the direction's shift")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
-    gan = build()
+    gan = build(args.weights)
     d = (
         load_direction(args.direction, gan.latent_dim)
         if args.direction
