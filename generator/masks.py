@@ -15,10 +15,12 @@ MASKS = ("lighter", "mean", "affine")
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
 
-def gray(x: torch.Tensor) -> torch.Tensor:
-    """[N, 3, H, W] -> [N, H, W] luma on the raw [-1, 1] values (no rescaling)."""
+def gray(x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+    """Luma on the raw [-1, 1] values (no rescaling): [N, 3, H, W] -> [N, H, W] by default;
+    `channel_dim` names the RGB axis of other layouts."""
     r, g, b = GRAY_WEIGHTS
-    return r * x[:, 0] + g * x[:, 1] + b * x[:, 2]
+    c = x.unbind(channel_dim)
+    return r * c[0] + g * c[1] + b * c[2]
 
 
 def lighter_mask(img: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
@@ -43,13 +45,13 @@ def affine_mask(
     (generator/directions/operators.py), so saturated pixels get the same choice. A tie goes
     to map 0 (argmin's first index).
     """
-    ops = operators.to(img.device, img.dtype)
-    # A_k c = W_k c + b_k for every pixel: [2, N, 3, H, W]
-    mapped = torch.einsum("kij,njhw->knihw", ops[:, :, :3], img) + ops[:, :, 3].view(2, 1, 3, 1, 1)
-    mapped = mapped.clamp(-1.0, 1.0)
-    err = ((mapped - shifted.unsqueeze(0)) ** 2).sum(dim=2)  # [2, N, H, W]
-    choice = torch.where(err[1] < err[0], 1, 0)
-    return choice == int(bright_operator)
+    # one implementation of the maps and of eq. 7, shared with the fit (imported here: the
+    # operators module imports `gray` from this one)
+    from generator.directions.operators import AffinePair, assignment, pixel_errors
+
+    with torch.no_grad():
+        pair = AffinePair.from_matrices(operators).to(img.device, img.dtype)
+        return assignment(pixel_errors(pair(img), shifted)) == int(bright_operator)
 
 
 def make_masks(

@@ -25,16 +25,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-# ITU-R BT.601 luma, as in the mask rule of PAPER.md section 2.
-GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
-
-
-def gray(x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
-    w = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device)
-    shape = [1] * x.dim()
-    shape[channel_dim] = 3
-    return (x * w.view(shape)).sum(channel_dim)
-
 
 class AffinePair(nn.Module):
     """A1, A2: R^3 -> R^3, applied to every pixel; `forward` gives [N, 2, 3, H, W]."""

@@ -26,11 +26,11 @@ from generator.directions.operators import (
     approximation,
     assignment,
     fit_operators,
-    gray,
     pixel_errors,
     restoration_loss,
     separation,
 )
+from generator.masks import gray
 from segcore.progress import progress_bar
 
 # Object-class rule (documented in README.md, "Finding the segmenting direction"): the object is the class that is
