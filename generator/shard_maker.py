@@ -71,7 +71,9 @@ class ShardMaker:
         """-> (images uint8 [K,H,W,3], masks bool [K,H,W], metas, attempts, rejected).
 
         `on_accept(image, mask, meta)` is called for each kept sample as soon as it is kept
-        (make_shard encodes there, on threads, while the next batch is generated)."""
+        (make_shard encodes there, on threads, while the next batch is generated); with it the
+        pixels are handed over, not kept, and images and masks come back as None (a shard's
+        worth of uint8 images is not held twice)."""
         cfg = self.config
         k = cfg.samples_per_shard
         latents = ShardLatents(cfg.seed, index, self.gan.latent_dim, self.embeddings, cfg.alpha)
@@ -106,8 +108,6 @@ class ShardMaker:
                 if reason[j] != ACCEPTED:
                     rejected[_REASON_NAME[int(reason[j])]] += 1
                     continue
-                images.append(img_u8[j])
-                masks.append(mask_np[j])
                 metas.append(
                     {
                         "shard": index,
@@ -118,7 +118,10 @@ class ShardMaker:
                     }
                 )
                 if on_accept is not None:
-                    on_accept(images[-1], masks[-1], metas[-1])
+                    on_accept(img_u8[j], mask_np[j], metas[-1])
+                else:
+                    images.append(img_u8[j])
+                    masks.append(mask_np[j])
                 if len(metas) == k:
                     break
             self.timers["latents"] += t1 - t0
@@ -126,6 +129,8 @@ class ShardMaker:
             self.timers["masks"] += t3 - t2
             self.timers["filters"] += t4 - t3
             self.timers["to_uint8"] += t5 - t4
+        if on_accept is not None:
+            return None, None, metas, attempts, rejected
         return np.stack(images), np.stack(masks), metas, attempts, rejected
 
     def encode_sample(self, image, mask, meta) -> dict:
