@@ -14,6 +14,9 @@ by the GAN, whose training used TRAIN_SEED images only):
       GAN's own alpha > 0.5 as masks (the 2-layer model draws one; the pipeline never reads it).
       (e) - (a) is what imperfect synthetic masks cost; (b) - (e) what the GAN-vs-world gap costs.
 Prints one table and writes OUT/results.json. Each part reuses finished steps (rerun = resume).
+--seed S changes the generator's latents, the U-Net's initialisation and order and (b)'s training
+scenes (use a fresh --out per seed to measure the run-to-run spread); --weights / --direction
+measure a candidate GAN instead of the shipped one; --mask sets (a)'s rule (default auto).
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def train_and_eval(args, shards: Path, n_shards: int, run: Path, test: Path) -> 
                 "0",
                 "--log-every",
                 "100",
+                "--seed",
+                str(args.seed),
             ],
             env=env,
         )
@@ -128,6 +133,8 @@ def generate(args, out: Path, extra: list[str]) -> None:
                 *gan_options(args),
                 "--mask",
                 args.mask,
+                "--seed",
+                str(args.seed),
                 *extra,  # a later --mask wins (argparse)
             ]
         )
@@ -144,7 +151,8 @@ def write_true_mask_shards(args, out: Path) -> None:
             continue
         samples = []
         for j in range(args.per_shard):
-            img, mask = render_scene(7, s * args.per_shard + j)  # seed 7: neither train nor test
+            # seed 7 (+ 1000 * --seed): neither train nor test scenes
+            img, mask = render_scene(7 + 1000 * args.seed, s * args.per_shard + j)
             samples.append(
                 {
                     "__key__": schema.sample_key(s, j),
@@ -169,7 +177,7 @@ def write_alpha_mask_shards(args, out: Path) -> None:
     for s in range(args.shards):
         if (out / schema.shard_name(s)).exists():
             continue
-        g = torch.Generator().manual_seed(1000 + s)
+        g = torch.Generator().manual_seed(1000 + s + 100_000 * args.seed)
         z = torch.randn(args.per_shard, gan.latent_dim, generator=g)
         with torch.no_grad():
             x = gan.generate(z)
@@ -219,6 +227,7 @@ def main() -> None:
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--mask", default="auto", choices=("auto", "affine", "lighter"), help="(a) rule")
+    p.add_argument("--seed", type=int, default=0, help="generator/trainer seed (run-to-run spread)")
     p.add_argument("--weights", help="toyworld weights .pt to measure (default: shipped)")
     p.add_argument("--direction", help="direction .json to measure (default: shipped)")
     args = p.parse_args()
