@@ -86,6 +86,9 @@ def test_shipped_direction_loads(gan):
     assert d.vector.shape == (gan.latent_dim,)
     assert float(np.linalg.norm(d.vector)) == pytest.approx(1.0, abs=1e-4)
     assert d.info.get("gan") == "toyworld"
+    # picked by score --pick: it carries its fitted operators, so `--mask auto` uses them
+    assert d.operators is not None and d.operators.shape == (2, 3, 4)
+    assert d.bright_operator in (0, 1)
 
 
 def _copy_weights(tmp_path, edit):
