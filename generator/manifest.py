@@ -85,7 +85,8 @@ def open_run(out: str, config, resume: bool = True) -> dict[int, dict]:
         if old_hash != config.hash:
             raise UsageError(
                 f"{storage.redact(out)} holds a run with a different config (hash {old_hash}, "
-                f"this one {config.hash}); use a new --out or the same options to resume"
+                f"this one {config.hash}; {_differences(existing['config'], config)}); "
+                "use a new --out or the same options to resume"
             )
         finished = finished_records(out)
         if config.shards > old_shards:  # extending a run: same samples, more shards
@@ -98,6 +99,23 @@ def open_run(out: str, config, resume: bool = True) -> dict[int, dict]:
         )
     storage.write_bytes_atomic(url, _config_blob(config))
     return {}
+
+
+def _differences(old: dict, config) -> str:
+    """'key: run value vs this value' for each hashed field that differs (the first 5)."""
+    from generator.config import HASH_EXCLUDE
+    from segcore.config import to_dict
+
+    new = json.loads(json.dumps(to_dict(config), default=str))  # the JSON types of config.json
+    keys = sorted((set(old) | set(new)) - set(HASH_EXCLUDE))
+    diff = [
+        f"{k}: {old.get(k)!r} in the run vs {new.get(k)!r} now"
+        for k in keys
+        if old.get(k) != new.get(k)
+    ]
+    if not diff:
+        return "the fields agree; the software version may hash them differently"
+    return "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
 
 
 def _config_blob(config) -> bytes:
