@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from generator.directions.operators import AffinePair, assignment, pixel_errors
+
 MASKS = ("lighter", "mean", "affine")
 
 # ITU-R BT.601 luma, the weights of the authors' rgb2gray (PAPER.md section 2)
@@ -45,10 +47,7 @@ def affine_mask(
     (generator/directions/operators.py), so saturated pixels get the same choice. A tie goes
     to map 0 (argmin's first index).
     """
-    # one implementation of the maps and of eq. 7, shared with the fit (imported here: the
-    # operators module imports `gray` from this one)
-    from generator.directions.operators import AffinePair, assignment, pixel_errors
-
+    # one implementation of the maps and of eq. 7: the fit's own (directions/operators.py)
     with torch.no_grad():
         pair = AffinePair.from_matrices(operators).to(img.device, img.dtype)
         return assignment(pixel_errors(pair(img), shifted)) == int(bright_operator)

@@ -55,7 +55,7 @@ def resolve_config(
         embeddings = load_embeddings(latents, gan.latent_dim)
         sha = hashlib.sha256(embeddings.tobytes()).hexdigest()
     operators = direction.operators.tolist() if direction.operators is not None else None
-    if options.get("mask") == "auto":
+    if options.setdefault("mask", "auto") == "auto":  # the CLI's default for library callers too
         # Appendix B's rule for a direction picked by `directions score --pick` (it carries the
         # operators fit for it); the paper's "lighter" rule for a plain vector such as h_bg.
         options["mask"] = "affine" if operators is not None else "lighter"

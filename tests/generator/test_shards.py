@@ -150,3 +150,21 @@ def test_mask_auto_follows_the_direction_file(tmp_path):
     assert small_config(direction_file=str(picked), mask="auto")[0].mask == "affine"
     assert small_config(direction_file=str(plain), mask="auto")[0].mask == "lighter"
     assert small_config(direction_file=str(picked), mask="lighter")[0].mask == "lighter"
+
+
+def test_cli_and_library_default_to_mask_auto():
+    from generator.__main__ import parse_args
+
+    assert parse_args(["--shards", "1", "--out", "x"]).mask == "auto"
+    config, _ = small_config()  # no mask given: auto, which the random GAN's vector makes lighter
+    assert config.mask == "lighter"
+
+
+def test_samples_hands_pixels_over_without_keeping_them(maker):
+    seen = []
+    images, masks, metas, _, _ = maker.samples(0, on_accept=lambda i, m, meta: seen.append((i, m)))
+    assert images is None and masks is None  # not held twice: make_shard encodes what it gets
+    kept_images, kept_masks, kept_metas, _, _ = maker.samples(0)
+    assert len(seen) == len(metas) == len(kept_metas)
+    for (img, mask), ref_img, ref_mask in zip(seen, kept_images, kept_masks, strict=True):
+        assert (img == ref_img).all() and (mask == ref_mask).all()
