@@ -101,3 +101,12 @@ def test_cuda_device_without_cuda_is_a_clear_error(tmp_path):
     with pytest.raises(train.UsageError, match="no CUDA device"):
         train.main(["--out", str(tmp_path / "x"), "--device", "cuda", *TINY])
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_drops_log_records_after_the_checkpoint(tmp_path):
+    """A run killed between checkpoints logged steps it will redo; the log must not keep them."""
+    log = tmp_path / "train_log.jsonl"
+    recs = [{"step": 200}, {"step": 400}, {"step": 600}, {"encoder_step": 50}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    train._trim_log(log, {"step": 500, "encoder_step": 0})
+    assert [json.loads(x) for x in log.read_text().splitlines()] == [{"step": 200}, {"step": 400}]

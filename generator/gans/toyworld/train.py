@@ -4,10 +4,10 @@
 
 Phase 1 trains G and D (hinge loss, spectral-norm D, Adam (0.0, 0.9), EMA of G; the 2-layer
 generator's foreground is shifted at random before compositing, PerturbGAN's trick that makes
-the layers split object from background; see model.py). Phase 2 fits an encoder E to invert
-the frozen EMA generator: ||E(G(z)) - z||^2 on samples plus ||G(E(x)) - x||_1 on real world
-images. Phase 3 recomputes the EMA generator's BatchNorm statistics and writes the shippable
-files:
+the layers split object from background; see model.py). Phase 2 recomputes the EMA
+generator's BatchNorm statistics, then fits an encoder E to invert the frozen EMA generator:
+||E(G(z)) - z||^2 on samples plus ||G(E(x)) - x||_1 on real world images. Phase 3 writes the
+shippable files:
 
     OUT/final/toyworld.pt    {"generator": EMA G state dict, "encoder": E state dict}
     OUT/final/toyworld.json  model config, training command, time, steps, sample statistics
@@ -180,6 +180,22 @@ def _standing_stats(
     generator.eval()
 
 
+def _trim_log(path: Path, state: dict) -> None:
+    """Drop log records written after the checkpoint a run resumes from (a run stopped between
+    checkpoints logged steps it is about to redo), so the log describes the weights."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("step", 0) > state["step"]:
+            continue
+        if rec.get("encoder_step", 0) > state["encoder_step"]:
+            continue
+        keep.append(line)
+    _atomic_write_text(path, "".join(k + "\n" for k in keep))
+
+
 def _device_name(device) -> str:
     import torch
 
@@ -247,6 +263,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         state = ck["state"]
         if state["step"] < cfg.steps and state["encoder_step"] > 0:
             state["encoder_step"] = 0  # the GAN trains further: the encoder must be refitted
+        _trim_log(out / "train_log.jsonl", state)
         print(f"resumed from {ckpt_path} at step {state['step']}", flush=True)
 
     def checkpoint():
@@ -327,6 +344,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         loss_g.backward()
         opt_g.step()
         with torch.no_grad():
+            # private but stable since torch 2.0: one fused lerp over all parameters
             torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1 - cfg.ema_decay)
             for be, b in zip(G_ema.buffers(), G.buffers(), strict=True):
                 be.copy_(b)
@@ -462,6 +480,8 @@ def main(argv=None) -> int:
         raise UsageError(f"--device {cfg.device!r}: {err}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {cfg.device}: no CUDA device is available")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {cfg.device}: only {torch.cuda.device_count()} CUDA device(s)")
     if cfg.steps < 1 or cfg.batch < 2 or cfg.n_train < cfg.batch:
         raise UsageError("--steps must be >= 1, --batch >= 2 and --n-train >= --batch")
     command = " ".join([PROG] + (sys.argv[1:] if argv is None else list(argv)))
