@@ -22,6 +22,7 @@ measure a candidate GAN instead of the shipped one; --mask sets (a)'s rule (defa
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -103,6 +104,42 @@ def train_and_eval(args, shards: Path, n_shards: int, run: Path, test: Path) -> 
             ]
         )
     return metrics_of(report)
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def check_options(args, out: Path) -> None:
+    """Every finished step under OUT is reused, so OUT must hold results of these options only:
+    OUT/options.json records them (weights and direction by content) and a mismatch stops here."""
+    from generator.gans.toyworld.backend import DEFAULT_DIRECTION, DEFAULT_WEIGHTS
+
+    keys = ("test", "shards", "per_shard", "steps", "width", "batch", "mask", "seed")
+    options = {k: getattr(args, k) for k in keys}
+    options["weights_sha256"] = _sha(args.weights or DEFAULT_WEIGHTS)
+    options["direction_sha256"] = _sha(args.direction or DEFAULT_DIRECTION)
+    path = out / "options.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = [f"{k}: {old.get(k)!r} vs {v!r}" for k, v in options.items() if old.get(k) != v]
+        if diff:
+            sys.exit(f"{out} holds results of other options ({'; '.join(diff)}); use a new --out")
+    elif out.exists() and any(out.iterdir()):
+        sys.exit(f"{out} is not empty and has no options.json (an older run?); use a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(options, indent=2) + "\n")
+
+
+def resolved_mask(args) -> str:
+    """What the generator's --mask auto turns into for this direction (run.resolve_config)."""
+    if args.mask != "auto":
+        return args.mask
+    from generator.direction_file import load_direction
+    from generator.gans.toyworld.backend import DEFAULT_DIRECTION, build
+
+    d = load_direction(args.direction or DEFAULT_DIRECTION, build(args.weights).latent_dim)
+    return "affine" if d.operators is not None else "lighter"
 
 
 def gan_options(args) -> list[str]:
@@ -231,8 +268,11 @@ def main() -> None:
     p.add_argument("--weights", help="toyworld weights .pt to measure (default: shipped)")
     p.add_argument("--direction", help="direction .json to measure (default: shipped)")
     args = p.parse_args()
+    if args.weights and not args.direction:
+        p.error("--weights needs --direction: the shipped direction belongs to the shipped GAN")
     out = Path(args.out).resolve()
     parts = set(args.parts.split(","))
+    check_options(args, out)
     test = write_folder(out / "world_test", args.test, seed=TEST_SEED)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -277,7 +317,7 @@ def main() -> None:
                 )
             record("c_" + method, metrics_of(rep))
     if "d" in parts:
-        other = "affine" if args.mask == "lighter" else "lighter"  # auto: affine here
+        other = "affine" if resolved_mask(args) == "lighter" else "lighter"
         variants = {
             "filters_none": ["--filters", "none"],
             "filters_components": ["--filters", "components"],

@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
+    if args.weights and not args.direction:
+        raise UsageError("--weights needs --direction: the shipped direction is the shipped GAN's")
     gan = build(args.weights)
     d = (
         load_direction(args.direction, gan.latent_dim)

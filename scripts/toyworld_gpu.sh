@@ -6,8 +6,9 @@
 #
 # Phase 1 of each run is stopped after TRAIN_S seconds (checkpoints are atomic), then the same
 # command is rerun with --steps set to the last checkpointed step: it resumes there and fits the
-# encoder. There is no learning-rate schedule, so this equals a run started with that --steps;
-# the --steps recorded in toyworld.json is the one trained. Used for the shipped weights
+# encoder. There is no learning-rate schedule, so this equals a run started with that --steps
+# (up to CUDA's own nondeterminism: cudnn.benchmark, grid_sample's backward); the --steps
+# recorded in toyworld.json is the one trained, and the log is trimmed to it on resume. Used for the shipped weights
 # (README, "The embedded toy world"); python3 must hold torch, numpy, opencv, tqdm, fsspec, PIL.
 set -uo pipefail
 OUT=${1:?usage: toyworld_gpu.sh OUT}
@@ -31,7 +32,10 @@ declare -A ARGS=(
     [C]="--batch 128 --lr-g 1e-4 --lr-d 2e-4 --ema-decay 0.999"
     [T]="--batch 8 --g-width 4 --d-width 4 --e-width 4"
 )
-common() {  # the options every run of variant $1 shares
+for v in $VARIANTS; do
+    [[ -v "ARGS[$v]" ]] || { echo "unknown variant $v (known: ${!ARGS[*]})" >&2; exit 2; }
+done
+common() {  # the options every run of variant $1 shares (32 px: the model's default resolution)
     echo "--out $WORK/$1 --device $DEVICE --n-train $N_TRAIN --encoder-steps $ENC_STEPS" \
         "--ckpt-every 500 --sample-every 2000 --log-every 200 ${ARGS[$1]}"
 }
@@ -46,14 +50,24 @@ $PY -m generator.gans.toyworld.train $(common ${VARIANTS%% *}) --steps 1 --encod
     || { tail -20 "$WORK/render.log"; exit 1; }
 echo "rendered $N_TRAIN training images (and a 1-step smoke run) in $(($(date +%s) - t0)) s"
 
+declare -A PID
 for v in $VARIANTS; do
     mkdir -p "$WORK/$v"
     ln -sf "$WORK/render/train_images_${N_TRAIN}_32.npy" "$WORK/$v/"
     timeout "$TRAIN_S" $PY -m generator.gans.toyworld.train $(common "$v") --steps 10000000 \
         >"$WORK/$v/phase1.log" 2>&1 &
+    PID[$v]=$!
 done
-wait
 for v in $VARIANTS; do
+    wait "${PID[$v]}"
+    rc=$?  # 124: stopped by the time box, as planned; anything else: it failed
+    [ "$rc" = 124 ] || { echo "$v: phase 1 exited with $rc before the time box:"; tail -5 "$WORK/$v/phase1.log"; }
+done
+for v in $VARIANTS; do
+    if [ ! -f "$WORK/$v/checkpoint.pt" ]; then
+        echo "$v: no checkpoint after ${TRAIN_S} s (raise TRAIN_S or lower --ckpt-every); skipped"
+        continue
+    fi
     steps=$($PY -c "import torch; print(torch.load('$WORK/$v/checkpoint.pt', weights_only=True)['state']['step'])")
     echo "$v: phase 1 stopped at $steps checkpointed steps; $(grep -h s_per_step "$WORK/$v/train_log.jsonl" | tail -1)"
     (
@@ -69,9 +83,9 @@ done
 wait
 for v in $VARIANTS; do
     (cd "$WORK/$v" && { ls samples | grep -v '^step-\|^alpha-'; ls samples | grep '^step-' | tail -2
-        ls samples | grep '^alpha-' | tail -1; } | sed 's|^|samples/|' >keep.txt &&
+        ls samples | grep '^alpha-' | tail -1; true; } | sed 's|^|samples/|' >keep.txt &&
         tar czf "$OUT/$v.tgz" --ignore-failed-read final score dirs train_log.jsonl \
-            ./*.log -T keep.txt 2>/dev/null)
+            ./*.log -T keep.txt)
     size=$(stat -c %s "$OUT/$v.tgz")
     if [ "$size" -gt 15000000 ]; then
         split -b 15000000 -d "$OUT/$v.tgz" "$OUT/$v.tgz.part" && rm "$OUT/$v.tgz"
