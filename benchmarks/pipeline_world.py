@@ -132,14 +132,13 @@ def check_options(args, out: Path) -> None:
 
 
 def resolved_mask(args) -> str:
-    """What the generator's --mask auto turns into for this direction (run.resolve_config)."""
-    if args.mask != "auto":
-        return args.mask
+    """The rule the generator uses for (a) with this direction (its --mask auto included)."""
     from generator.direction_file import load_direction
     from generator.gans.toyworld.backend import DEFAULT_DIRECTION, build
+    from generator.run import resolve_mask
 
     d = load_direction(args.direction or DEFAULT_DIRECTION, build(args.weights).latent_dim)
-    return "affine" if d.operators is not None else "lighter"
+    return resolve_mask(args.mask, d.operators is not None)
 
 
 def gan_options(args) -> list[str]:
@@ -177,8 +176,9 @@ def generate(args, out: Path, extra: list[str]) -> None:
         )
 
 
-def write_true_mask_shards(args, out: Path) -> None:
-    """Training scenes of the world WITH their true masks, in the generator's shard format."""
+def write_pair_shards(args, out: Path, source: str, make_pairs) -> None:
+    """Shards in the generator's format from `make_pairs(s)` -> (uint8 images [K,H,W,3], bool
+    masks [K,H,W]) for shard s; finished shards are kept (rerun = resume)."""
     from generator.shards import encode_jpeg, encode_mask_png, publish_shard
     from segcore import schema
 
@@ -186,19 +186,31 @@ def write_true_mask_shards(args, out: Path) -> None:
     for s in range(args.shards):
         if (out / schema.shard_name(s)).exists():
             continue
-        samples = []
-        for j in range(args.per_shard):
-            # seed 7 (+ 1000 * --seed): neither train nor test scenes
-            img, mask = render_scene(7 + 1000 * args.seed, s * args.per_shard + j)
-            samples.append(
-                {
-                    "__key__": schema.sample_key(s, j),
-                    "jpg": encode_jpeg(img, 95),
-                    "png": encode_mask_png(mask, 3),
-                    "json": json.dumps({"shard": s, "sample": j, "source": "true-mask"}).encode(),
-                }
-            )
+        images, masks = make_pairs(s)
+        samples = [
+            {
+                "__key__": schema.sample_key(s, j),
+                "jpg": encode_jpeg(img, 95),
+                "png": encode_mask_png(mask, 3),
+                "json": json.dumps({"shard": s, "sample": j, "source": source}).encode(),
+            }
+            for j, (img, mask) in enumerate(zip(images, masks, strict=True))
+        ]
         publish_shard(samples, str(out), s)
+
+
+def write_true_mask_shards(args, out: Path) -> None:
+    """Training scenes of the world WITH their true masks, in the generator's shard format."""
+
+    def pairs(s):
+        # seed 7 (+ 1000 * --seed): neither train nor test scenes
+        scenes = [
+            render_scene(7 + 1000 * args.seed, s * args.per_shard + j)
+            for j in range(args.per_shard)
+        ]
+        return [img for img, _ in scenes], [mask for _, mask in scenes]
+
+    write_pair_shards(args, out, "true-mask", pairs)
 
 
 def write_alpha_mask_shards(args, out: Path) -> None:
@@ -206,30 +218,19 @@ def write_alpha_mask_shards(args, out: Path) -> None:
     import torch
 
     from generator.gans.toyworld.backend import build
-    from generator.shards import encode_jpeg, encode_mask_png, publish_shard
-    from segcore import schema
+    from generator.shard_maker import to_uint8  # the generator's own image convention
 
     gan = build(args.weights)
-    out.mkdir(parents=True, exist_ok=True)
-    for s in range(args.shards):
-        if (out / schema.shard_name(s)).exists():
-            continue
+
+    def pairs(s):
         g = torch.Generator().manual_seed(1000 + s + 100_000 * args.seed)
         z = torch.randn(args.per_shard, gan.latent_dim, generator=g)
         with torch.no_grad():
-            x = gan.generate(z)
+            images = to_uint8(gan.generate(z))
             alpha = gan.generator.layered(z)[2][:, 0] > 0.5
-        rgb = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-        samples = [
-            {
-                "__key__": schema.sample_key(s, j),
-                "jpg": encode_jpeg(rgb[j], 95),
-                "png": encode_mask_png(alpha[j].numpy(), 3),
-                "json": json.dumps({"shard": s, "sample": j, "source": "gan-alpha"}).encode(),
-            }
-            for j in range(args.per_shard)
-        ]
-        publish_shard(samples, str(out), s)
+        return images, alpha.numpy()
+
+    write_pair_shards(args, out, "gan-alpha", pairs)
 
 
 def otsu(test_n: int) -> dict:

@@ -32,6 +32,15 @@ def resolve_direction(gan, direction_file: str | None):
     return default()
 
 
+def resolve_mask(mask: str, has_operators: bool) -> str:
+    """`auto` -> Appendix B's "affine" rule for a direction picked by `directions score --pick`
+    (it carries the operators fit for it), the paper's "lighter" rule for a plain vector such
+    as h_bg. Any other rule is returned as given."""
+    if mask != "auto":
+        return mask
+    return "affine" if has_operators else "lighter"
+
+
 def resolve_config(
     *,
     shards: int,
@@ -55,10 +64,8 @@ def resolve_config(
         embeddings = load_embeddings(latents, gan.latent_dim)
         sha = hashlib.sha256(embeddings.tobytes()).hexdigest()
     operators = direction.operators.tolist() if direction.operators is not None else None
-    if options.setdefault("mask", "auto") == "auto":  # the CLI's default for library callers too
-        # Appendix B's rule for a direction picked by `directions score --pick` (it carries the
-        # operators fit for it); the paper's "lighter" rule for a plain vector such as h_bg.
-        options["mask"] = "affine" if operators is not None else "lighter"
+    # "auto" is the CLI's default, and the library's too
+    options["mask"] = resolve_mask(options.get("mask", "auto"), operators is not None)
     try:
         config = GeneratorConfig(
             shards=shards,
