@@ -312,6 +312,7 @@ def _index_with_npy(root: Path) -> dict[str, Path]:
 
 
 def cmd_wsol(args) -> dict:
+    from eval.batching import predict_stream
     from eval.datasets.wsol import DATASETS, WsolDataset
     from eval.metrics.wsol import PxAP, WsolBoxMetrics, prepare_scoremap
     from eval.report import _progress, write_wsol_report
@@ -326,8 +327,8 @@ def cmd_wsol(args) -> dict:
     predictor = _predictor(args)
     metric = PxAP(args.interval) if expect_masks else WsolBoxMetrics(args.interval)
     samples = _progress(iter(ds), len(ds), f"wsol {args.dataset}", not args.no_progress)
-    for s in samples:
-        score = prepare_scoremap(predictor.predict(s.image))
+    for s, prob in predict_stream(predictor, samples, lambda s: s.image):
+        score = prepare_scoremap(prob)
         if expect_masks:
             metric.update(score, s.mask, s.ignore)
         else:
@@ -358,6 +359,7 @@ def cmd_wsol(args) -> dict:
 def cmd_predict(args) -> dict:
     import cv2
 
+    from eval.batching import predict_stream
     from eval.datasets.folder import index_folder
     from eval.datasets.io import read_image
     from eval.report import _progress, write_json
@@ -371,8 +373,8 @@ def cmd_predict(args) -> dict:
         raise UsageError(f"--images {img_dir}: no image files ({', '.join(IMAGE_EXTS)})")
     predictor = _predictor(args)
     names = sorted(files)
-    for name in _progress(names, len(names), "predict", not args.no_progress):
-        prob = predictor.predict(read_image(files[name]))
+    named = _progress(names, len(names), "predict", not args.no_progress)
+    for name, prob in predict_stream(predictor, named, lambda n: read_image(files[n])):
         q = np.clip(np.round(prob * 255.0), 0, 255).astype(np.uint8)
         for sub, arr in (("prob", q), ("mask", np.where(prob >= 0.5, 255, 0).astype(np.uint8))):
             ok, buf = cv2.imencode(".png", arr)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eval.batching import predict_stream
 from eval.errors import PredictionError
 
 
@@ -97,15 +98,8 @@ class Predictor:
         self, images: Iterable[np.ndarray], chunk: int | None = None
     ) -> Iterable[np.ndarray]:
         """Stream maps for a (possibly long) iterable, `chunk` images at a time."""
-        chunk = chunk or 4 * self.batch_size
-        buf: list[np.ndarray] = []
-        for img in images:
-            buf.append(img)
-            if len(buf) >= chunk:
-                yield from self.predict_batch(buf)
-                buf = []
-        if buf:
-            yield from self.predict_batch(buf)
+        for _, m in predict_stream(self, images, chunk=chunk):
+            yield m
 
     def _call_model(self, x: torch.Tensor) -> torch.Tensor:
         """Run the model; an nn.Module runs in eval mode and gets its previous mode back, so

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import segcore
+from eval.batching import predict_stream
 from eval.metrics import SaliencyConventions, SaliencyMetrics
 from segcore import storage
 
@@ -80,23 +81,8 @@ def evaluate_and_report(
     write the report to `out_dir` and return the metrics dict (same as metrics.json)."""
     metrics = SaliencyMetrics(conventions)
     samples = _progress(iter(dataset), len(dataset), f"eval {name}", progress)
-    names: list[str] = []
-    buf: list = []
-
-    def flush():
-        maps = predictor.predict_batch([s.image for s in buf])
-        for s, m in zip(buf, maps, strict=True):
-            metrics.update(m, s.mask, names=s.name)
-            names.append(s.name)
-        buf.clear()
-
-    chunk = 4 * getattr(predictor, "batch_size", 16)
-    for sample in samples:
-        buf.append(sample)
-        if len(buf) >= chunk:
-            flush()
-    if buf:
-        flush()
+    for s, m in predict_stream(predictor, samples, lambda s: s.image):
+        metrics.update(m, s.mask, names=s.name)
     if not len(metrics):
         raise ValueError(f"{name}: no image could be evaluated")
     index = {n: i for i, n in enumerate(dataset.names)}

@@ -70,6 +70,7 @@ def iter_real(folder: str, limit: int | None = None):
 def real(net: UNet, folder: str, device: torch.device, short_side: int) -> dict:
     """maxFβ / IoU / accuracy on real images, with eval's protocol (resize short side, run,
     resize the probability back, uint8 quantisation: eval.inference.Predictor)."""
+    from eval.batching import predict_stream
     from eval.inference import Predictor
     from eval.metrics import SaliencyMetrics
 
@@ -78,8 +79,8 @@ def real(net: UNet, folder: str, device: torch.device, short_side: int) -> dict:
     try:
         predictor = Predictor(ProbabilityModel(net), device=str(device), short_side=short_side)
         metrics = SaliencyMetrics()
-        for item in iter_real(folder):
-            metrics.update(predictor.predict(item.image), item.mask)
+        for item, prob in predict_stream(predictor, iter_real(folder), lambda s: s.image):
+            metrics.update(prob, item.mask)
     finally:
         net.train(was_training)
     m = metrics.compute()

@@ -77,6 +77,33 @@ def test_batches_group_equal_resized_sizes():
         np.testing.assert_array_equal(a, b)
 
 
+def test_predict_stream_pairs_items_with_their_maps_in_chunks():
+    from eval.batching import predict_stream
+
+    class Doubler:  # baseline-like: only predict_batch and batch_size
+        batch_size = 1
+
+        def __init__(self):
+            self.calls = []
+
+        def predict_batch(self, images):
+            self.calls.append(len(images))
+            return [2.0 * im for im in images]
+
+    items = [{"name": f"n{i}", "image": np.full((2, 2), float(i))} for i in range(7)]
+    d = Doubler()
+    out = list(predict_stream(d, iter(items), lambda it: it["image"], chunk=3))
+    assert d.calls == [3, 3, 1]
+    assert [it["name"] for it, _ in out] == [f"n{i}" for i in range(7)]
+    for it, m in out:
+        np.testing.assert_array_equal(m, 2.0 * it["image"])
+    empty = Doubler()
+    assert list(predict_stream(empty, iter([]))) == [] and empty.calls == []
+    d = Doubler()
+    list(predict_stream(d, [np.zeros(1)] * 5))  # default chunk: 4 x batch_size
+    assert d.calls == [4, 1]
+
+
 @pytest.mark.parametrize(
     ("output", "match"),
     [
