@@ -94,8 +94,9 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
-def _publish_local(dest: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through `write(file)` into a temp file beside `dest`, fsync, then rename."""
+def write_local_atomic(dest: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through `write(file)` into a temp file beside `dest`, fsync, then rename (for
+    writers that want a file object: torch.save, np.save)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
@@ -116,7 +117,7 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
         fs, path = filesystem(url)
         fs.pipe_file(path, data)  # one PUT
         return
-    _publish_local(local_path(url), lambda f: f.write(data))
+    write_local_atomic(local_path(url), lambda f: f.write(data))
 
 
 def put_file_atomic(local_file: str | Path, url: str) -> None:
@@ -136,7 +137,7 @@ def put_file_atomic(local_file: str | Path, url: str) -> None:
         os.replace(local_file, dest)
         return
     with open(local_file, "rb") as src:
-        _publish_local(dest, lambda f: shutil.copyfileobj(src, f, 1 << 20))
+        write_local_atomic(dest, lambda f: shutil.copyfileobj(src, f, 1 << 20))
 
 
 def list_names(url: str) -> list[str]:

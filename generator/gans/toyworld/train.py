@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from segcore.cli import UsageError, run_cli
+from segcore.storage import write_local_atomic
 
 PROG = "python -m generator.gans.toyworld.train"
 
@@ -66,15 +66,11 @@ class TrainConfig:
 def _atomic_torch_save(obj, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_local_atomic(path, lambda f: torch.save(obj, f))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_local_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _render_images(start: int, stop: int, resolution: int) -> np.ndarray:
@@ -115,9 +111,7 @@ def _load_images(out: Path, n: int, resolution: int, workers: int = 1) -> np.nda
                 images[a:b] = job.result()
                 bar.update(b - a)
     bar.close()
-    tmp = cache.with_name(cache.name + ".tmp.npy")
-    np.save(tmp, images)
-    os.replace(tmp, cache)
+    write_local_atomic(cache, lambda f: np.save(f, images))
     return images
 
 
@@ -133,9 +127,9 @@ def save_grid(images, path: Path, nrow: int = 8) -> None:
         y0, x0 = (i // nrow) * (r + 1), (i % nrow) * (r + 1)
         grid[y0 : y0 + r, x0 : x0 + r] = x[i]
     grid = cv2.resize(grid, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
-    tmp = path.with_name(path.name + ".tmp.png")
-    cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    os.replace(tmp, path)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    assert ok  # encoding a uint8 HxWx3 array cannot fail
+    write_local_atomic(path, lambda f: f.write(png.tobytes()))
 
 
 def sample_statistics(generator, latent_dim: int) -> dict:
