@@ -1,0 +1,86 @@
+"""Run-to-run spread of the world benchmark: pipeline_world.py at several --seed, one table.
+
+    .venv/bin/python benchmarks/pipeline_world_seeds.py --root runs/bench_seeds --seeds 0-4
+
+Runs (or resumes) `pipeline_world.py --out ROOT/sS --seed S --parts a,adapted,b` for each seed,
+then prints per seed the IoU of (a) prior latents, (adapted) encoder-embedding latents with
+alpha 0.2 and (b) true masks, each pipeline's ratio to (b), and the mean and sd over seeds, with
+how many runs reach issue 8's goal (IoU >= 0.80 and >= 90% of (b)). `--no-run` only reads.
+Writes ROOT/seeds.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = ("a_unsupervised", "a_adapted")
+
+
+def seed_list(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        seeds += list(range(int(a), int(b or a) + 1))
+    return seeds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--root", default="runs/bench_seeds")
+    p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5-9")
+    p.add_argument("--no-run", action="store_true", help="only read finished results")
+    args = p.parse_args()
+    root = Path(args.root).resolve()
+    rows = {}
+    for s in seed_list(args.seeds):
+        out = root / f"s{s}"
+        if not args.no_run:
+            cmd = [sys.executable, str(ROOT / "benchmarks/pipeline_world.py"), "--out", str(out)]
+            subprocess.run([*cmd, "--seed", str(s), "--parts", "a,adapted,b"], check=True)
+        path = out / "results.json"
+        if not path.exists():
+            sys.exit(f"{path} missing: run without --no-run first")
+        r = json.loads(path.read_text())
+        missing = [k for k in (*PIPELINES, "b_true_masks") if k not in r]
+        if missing:
+            sys.exit(f"{path} lacks {', '.join(missing)}: rerun that seed without --no-run")
+        rows[s] = {k: r[k]["iou"] for k in (*PIPELINES, "b_true_masks")}
+    print(
+        f"{'seed':>4s} {'(a) prior':>10s} {'ratio':>6s} {'adapted':>8s} {'ratio':>6s} {'(b)':>7s}"
+    )
+    for s, r in rows.items():
+        b = r["b_true_masks"]
+        cells = "".join(f" {r[k]:10.3f} {r[k] / b:6.3f}" for k in PIPELINES)
+        print(f"{s:4d}{cells} {b:7.3f}")
+    summary = {}
+    for k in (*PIPELINES, "b_true_masks"):
+        ious = [r[k] for r in rows.values()]
+        entry = {"iou_mean": statistics.fmean(ious)}
+        entry["iou_sd"] = statistics.stdev(ious) if len(ious) > 1 else 0.0
+        if k != "b_true_masks":
+            ratios = [r[k] / r["b_true_masks"] for r in rows.values()]
+            entry["ratio_mean"] = statistics.fmean(ratios)
+            entry["runs_meeting_goal"] = sum(
+                r[k] >= 0.80 and q >= 0.90 for r, q in zip(rows.values(), ratios, strict=True)
+            )
+        summary[k] = entry
+        extra = (
+            f", ratio {entry['ratio_mean']:.3f}, goal met in {entry['runs_meeting_goal']}"
+            f"/{len(rows)} runs"
+            if "ratio_mean" in entry
+            else ""
+        )
+        print(f"{k:15s} IoU mean {entry['iou_mean']:.3f} (sd {entry['iou_sd']:.3f}){extra}")
+    doc = {"seeds": rows, "summary": summary}
+    (root / "seeds.json").write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {root / 'seeds.json'}")
+
+
+if __name__ == "__main__":
+    main()
