@@ -25,6 +25,24 @@ NOTE = (
 )
 
 
+def generator_settings(out: Path) -> dict:
+    """What made the shards (OUT/shards/config.json): latents (prior, or embeddings with their
+    alpha), mask rule, counts. Paths are left out (they may name a bucket)."""
+    path = out / "shards" / schema.RUN_CONFIG
+    if not path.exists():
+        return {}
+    c = json.loads(path.read_text())["config"]
+    prior = c.get("latents") == "prior"
+    return {
+        "gan": c.get("gan"),
+        "latents": "prior N(0, I)" if prior else "encoder embeddings",
+        "alpha": None if prior else c.get("alpha"),
+        "mask": c.get("mask"),
+        "shards": c.get("shards"),
+        "samples_per_shard": c.get("samples_per_shard"),
+    }
+
+
 def assemble(out: Path) -> dict:
     sets = {}
     for path in sorted((out / "eval").glob("*/metrics.json")):
@@ -38,11 +56,21 @@ def assemble(out: Path) -> dict:
     manifest = out / "shards" / schema.MANIFEST_JSONL
     if manifest.exists():
         result["generator_manifest"] = str(manifest)
+    gen = generator_settings(out)
+    if gen:
+        result["generator"] = gen
     storage.write_bytes_atomic(
         str(out / "metrics.json"), (json.dumps(result, indent=2) + "\n").encode()
     )
 
     lines = ["# Demo report: embedded toy-world GAN -> masks -> U-Net", "", NOTE, ""]
+    if gen:
+        lines += [
+            "Synthetic data: "
+            + ", ".join(f"{k} {v}" for k, v in gen.items() if v is not None)
+            + ".",
+            "",
+        ]
     lines += ["| set | images | max F-beta | IoU | accuracy |", "|---|---|---|---|---|"]
     for _key, m in sets.items():
         lines.append(
