@@ -215,7 +215,6 @@ class BigBiGANTorch:
         compile_mode: str | None = None,
         class_index: int = 0,
         random_weights: bool = False,
-        source: str = "",
     ):
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -225,7 +224,6 @@ class BigBiGANTorch:
         self.resolution = 128
         self.precision = precision
         self.random_weights = random_weights
-        self.source = source
         self.class_index = class_index
         # dynamic=False: the generator runs a fixed batch size, static-shape kernels are faster
         # (a smaller last batch costs one recompile).
@@ -271,16 +269,16 @@ def build_model(weights: str | None, seed: int = 0) -> tuple[BigGANGenerator, bo
         _random_init(model, seed)
         is_random = True
     else:
+        from segcore import storage
+
         state = read_checkpoint(weights)
         config = config_from_state_dict(state)
         model = BigGANGenerator(config)
-        from segcore import storage
-
         load_strict(model, state, storage.redact(weights))
         is_random = False
         if config.ch != PAPER_CH:
             print(
-                f"bigbigan: {weights} is a reduced-width BigGAN-128 (ch={config.ch}, "
+                f"bigbigan: {storage.redact(weights)} is a reduced-width BigGAN-128 (ch={config.ch}, "
                 f"BigBiGAN has {PAPER_CH})",
                 file=sys.stderr,
             )
@@ -312,5 +310,4 @@ def build(
         precision=precision,
         compile=compile,
         random_weights=is_random,
-        source="random" if is_random else weights,
     )
