@@ -1,12 +1,13 @@
 """Run-to-run spread of the world benchmark: pipeline_world.py at several --seed, one table.
 
-    .venv/bin/python benchmarks/pipeline_world_seeds.py --root runs/bench_seeds --seeds 0-4
+    .venv/bin/python benchmarks/pipeline_world_seeds.py --root runs/bench_seeds --seeds 0-4 \
+        [--parts a,adapted,b] [any other pipeline_world.py option, e.g. --shards 16]
 
-Runs (or resumes) `pipeline_world.py --out ROOT/sS --seed S --parts a,adapted,b` for each seed,
-then prints per seed the IoU of (a) prior latents, (adapted) encoder-embedding latents with
-alpha 0.2 and (b) true masks, each pipeline's ratio to (b), and the mean and sd over seeds, with
-how many runs reach issue 8's goal (IoU >= 0.80 and >= 90% of (b)). `--no-run` only reads.
-Writes ROOT/seeds.json.
+Runs (or resumes) `pipeline_world.py --out ROOT/sS --seed S --parts PARTS [options]` for each
+seed, then prints per seed the IoU of (a) prior latents, (adapted) encoder-embedding latents with
+alpha 0.2 (when in PARTS) and (b) true masks, each pipeline's ratio to (b), and the mean and sd
+over seeds, with how many runs reach issue 8's goal (IoU >= 0.80 and >= 90% of (b)).
+`--no-run` only reads. Writes ROOT/seeds.json.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINES = ("a_unsupervised", "a_adapted")
 
 
 def seed_list(text: str) -> list[int]:
@@ -34,32 +34,39 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", default="runs/bench_seeds")
     p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5-9")
+    p.add_argument("--parts", default="a,adapted,b", help="b and at least one of a, adapted")
     p.add_argument("--no-run", action="store_true", help="only read finished results")
-    args = p.parse_args()
+    args, passed = p.parse_known_args()  # the rest goes to pipeline_world.py
+    names = {"a": "a_unsupervised", "adapted": "a_adapted"}
+    parts = args.parts.split(",")
+    pipelines = tuple(names[k] for k in names if k in parts)
+    if "b" not in parts or not pipelines or set(parts) - {"a", "adapted", "b"}:
+        p.error("--parts: b and at least one of a, adapted (and nothing else)")
     root = Path(args.root).resolve()
     rows = {}
     for s in seed_list(args.seeds):
         out = root / f"s{s}"
         if not args.no_run:
             cmd = [sys.executable, str(ROOT / "benchmarks/pipeline_world.py"), "--out", str(out)]
-            subprocess.run([*cmd, "--seed", str(s), "--parts", "a,adapted,b"], check=True)
+            subprocess.run([*cmd, "--seed", str(s), "--parts", args.parts, *passed], check=True)
         path = out / "results.json"
         if not path.exists():
             sys.exit(f"{path} missing: run without --no-run first")
         r = json.loads(path.read_text())
-        missing = [k for k in (*PIPELINES, "b_true_masks") if k not in r]
+        missing = [k for k in (*pipelines, "b_true_masks") if k not in r]
         if missing:
             sys.exit(f"{path} lacks {', '.join(missing)}: rerun that seed without --no-run")
-        rows[s] = {k: r[k]["iou"] for k in (*PIPELINES, "b_true_masks")}
+        rows[s] = {k: r[k]["iou"] for k in (*pipelines, "b_true_masks")}
+    heads = {"a_unsupervised": "(a) prior", "a_adapted": "adapted"}
     print(
-        f"{'seed':>4s} {'(a) prior':>10s} {'ratio':>6s} {'adapted':>8s} {'ratio':>6s} {'(b)':>7s}"
+        f"{'seed':>4s}" + "".join(f" {heads[k]:>10s} {'ratio':>6s}" for k in pipelines), "    (b)"
     )
     for s, r in rows.items():
         b = r["b_true_masks"]
-        cells = "".join(f" {r[k]:10.3f} {r[k] / b:6.3f}" for k in PIPELINES)
+        cells = "".join(f" {r[k]:10.3f} {r[k] / b:6.3f}" for k in pipelines)
         print(f"{s:4d}{cells} {b:7.3f}")
     summary = {}
-    for k in (*PIPELINES, "b_true_masks"):
+    for k in (*pipelines, "b_true_masks"):
         ious = [r[k] for r in rows.values()]
         entry = {"iou_mean": statistics.fmean(ious)}
         entry["iou_sd"] = statistics.stdev(ious) if len(ious) > 1 else 0.0
@@ -77,7 +84,7 @@ def main() -> None:
             else ""
         )
         print(f"{k:15s} IoU mean {entry['iou_mean']:.3f} (sd {entry['iou_sd']:.3f}){extra}")
-    doc = {"seeds": rows, "summary": summary}
+    doc = {"parts": args.parts, "pipeline_world_options": passed, "seeds": rows, "summary": summary}
     (root / "seeds.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {root / 'seeds.json'}")
 
