@@ -44,6 +44,7 @@ def main() -> None:
         p.error("--parts: b and at least one of a, adapted (and nothing else)")
     root = Path(args.root).resolve()
     rows = {}
+    common = None  # pipeline_world's options.json, the same for every seed but the seed
     for s in seed_list(args.seeds):
         out = root / f"s{s}"
         if not args.no_run:
@@ -56,6 +57,12 @@ def main() -> None:
         missing = [k for k in (*pipelines, "b_true_masks") if k not in r]
         if missing:
             sys.exit(f"{path} lacks {', '.join(missing)}: rerun that seed without --no-run")
+        opts = json.loads((out / "options.json").read_text())
+        opts.pop("seed")
+        if common is None:
+            common = opts
+        elif opts != common:
+            sys.exit(f"{out} was run with other options than the first seed: {opts} vs {common}")
         rows[s] = {k: r[k]["iou"] for k in (*pipelines, "b_true_masks")}
     heads = {"a_unsupervised": "(a) prior", "a_adapted": "adapted"}
     print(
@@ -84,7 +91,7 @@ def main() -> None:
             else ""
         )
         print(f"{k:15s} IoU mean {entry['iou_mean']:.3f} (sd {entry['iou_sd']:.3f}){extra}")
-    doc = {"parts": args.parts, "pipeline_world_options": passed, "seeds": rows, "summary": summary}
+    doc = {"parts": args.parts, "options": common, "seeds": rows, "summary": summary}
     (root / "seeds.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {root / 'seeds.json'}")
 
