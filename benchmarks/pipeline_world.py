@@ -1,6 +1,6 @@
 """Benchmark of the whole unsupervised pipeline on the embedded toy world (issue 8, item 5).
 
-    .venv/bin/python benchmarks/pipeline_world.py --out runs/bench_world [--parts a,b,c,d]
+    .venv/bin/python benchmarks/pipeline_world.py --out runs/bench_world [--parts a,adapted,b,c,d,e]
 
 Every figure is measured against the world's TRUE masks on held-out scenes (TEST_SEED, never seen
 by the GAN, whose training used TRAIN_SEED images only):
@@ -120,7 +120,8 @@ def check_options(args, out: Path) -> None:
     from generator.gans.toyworld.backend import DEFAULT_DIRECTION, DEFAULT_WEIGHTS
 
     keys = ("test", "shards", "per_shard", "steps", "width", "batch", "mask", "seed")
-    options = {k: getattr(args, k) for k in keys}
+    # layout 2: part "adapted" and OUT/embed/ (an OUT of layout 1 is refused, not mixed)
+    options = {"layout": 2, **{k: getattr(args, k) for k in keys}}
     options["weights_sha256"] = _sha(args.weights or DEFAULT_WEIGHTS)
     options["direction_sha256"] = _sha(args.direction or DEFAULT_DIRECTION)
     path = out / "options.json"

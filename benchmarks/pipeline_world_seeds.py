@@ -31,7 +31,7 @@ def seed_list(text: str) -> list[int]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--root", default="runs/bench_seeds")
     p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5-9")
     p.add_argument("--parts", default="a,adapted,b", help="b and at least one of a, adapted")
@@ -42,10 +42,16 @@ def main() -> None:
     pipelines = tuple(names[k] for k in names if k in parts)
     if "b" not in parts or not pipelines or set(parts) - {"a", "adapted", "b"}:
         p.error("--parts: b and at least one of a, adapted (and nothing else)")
+    clash = [a for a in passed if a.split("=")[0] in ("--out", "--seed", "--parts")]
+    if clash:
+        p.error(f"{', '.join(clash)}: set per seed by this script (use --root / --seeds)")
+    seeds = seed_list(args.seeds)
+    if not seeds:
+        p.error(f"--seeds {args.seeds}: no seed")
     root = Path(args.root).resolve()
     rows = {}
     common = None  # pipeline_world's options.json, the same for every seed but the seed
-    for s in seed_list(args.seeds):
+    for s in seeds:
         out = root / f"s{s}"
         if not args.no_run:
             cmd = [sys.executable, str(ROOT / "benchmarks/pipeline_world.py"), "--out", str(out)]

@@ -28,6 +28,7 @@ def test_report_holds_each_set_and_the_generator_settings(tmp_path):
         "samples_per_shard": 500,
     }
     (tmp_path / "shards" / "config.json").write_text(json.dumps({"config": config}))
+    (tmp_path / "shards" / "manifest.jsonl").write_text("")
     result = assemble(tmp_path)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["world_test"]["iou"] == 0.8 and on_disk["weizmann_horse"]["iou"] == 0.2
@@ -39,6 +40,8 @@ def test_report_holds_each_set_and_the_generator_settings(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "encoder embeddings" in report and "alpha 0.2" in report
     assert "secret" not in report and "secret" not in json.dumps(on_disk)
+    assert on_disk["generator_manifest"] == "shards/manifest.jsonl"  # relative to OUT
+    assert str(tmp_path) not in json.dumps(on_disk)
 
 
 def test_prior_latents_have_no_alpha_and_missing_evals_are_an_error(tmp_path):
@@ -51,3 +54,11 @@ def test_prior_latents_have_no_alpha_and_missing_evals_are_an_error(tmp_path):
     gen = assemble(tmp_path)["generator"]
     assert gen["latents"] == "prior N(0, I)" and gen["alpha"] is None
     assert "alpha" not in (tmp_path / "report.md").read_text()
+
+
+def test_a_malformed_generator_config_is_a_usage_error(tmp_path):
+    _eval(tmp_path, "world_test", 0.8)
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "config.json").write_text("{not json")
+    with pytest.raises(UsageError, match=r"not a generator config\.json"):
+        assemble(tmp_path)

@@ -1,9 +1,10 @@
-"""Assemble the demo's report (scripts/demo.sh, step 5): OUT/metrics.json and OUT/report.md.
+"""Assemble the demo's report (scripts/demo.sh, step 6): OUT/metrics.json and OUT/report.md.
 
     python -m generator.gans.toyworld.demo_report OUT
 
 Reads every finished eval report under OUT/eval/<set>/metrics.json (written by
-`python -m eval saliency`) and writes, per set, the headline metrics. Light: no torch import.
+`python -m eval saliency`) and writes, per set, the headline metrics, and what made the shards
+(OUT/shards/config.json: latents, alpha, mask rule, counts; no paths). Light: no torch import.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def generator_settings(out: Path) -> dict:
     path = out / "shards" / schema.RUN_CONFIG
     if not path.exists():
         return {}
-    c = json.loads(path.read_text())["config"]
-    prior = c.get("latents") == "prior"
+    try:
+        c = json.loads(path.read_text())["config"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: not a generator config.json ({e!r})") from e
+    prior = c.get("latents", "prior") == "prior"
     return {
         "gan": c.get("gan"),
         "latents": "prior N(0, I)" if prior else "encoder embeddings",
@@ -55,7 +59,7 @@ def assemble(out: Path) -> dict:
     result.update({k: v for k, v in sets.items()})  # per set at the top level too
     manifest = out / "shards" / schema.MANIFEST_JSONL
     if manifest.exists():
-        result["generator_manifest"] = str(manifest)
+        result["generator_manifest"] = str(manifest.relative_to(out))  # no absolute paths
     gen = generator_settings(out)
     if gen:
         result["generator"] = gen
