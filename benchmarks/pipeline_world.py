@@ -79,6 +79,8 @@ def train_and_eval(args, shards: Path, n_shards: int, run: Path, test: Path) -> 
                 str(args.batch),
                 "--steps",
                 str(args.steps),
+                "--lr-drop-step",
+                str(args.lr_drop_step),
                 "--workers",
                 "0",
                 "--log-every",
@@ -119,7 +121,17 @@ def check_options(args, out: Path) -> None:
     OUT/options.json records them (weights and direction by content) and a mismatch stops here."""
     from generator.gans.toyworld.backend import DEFAULT_DIRECTION, DEFAULT_WEIGHTS
 
-    keys = ("test", "shards", "per_shard", "steps", "width", "batch", "mask", "seed")
+    keys = (
+        "test",
+        "shards",
+        "per_shard",
+        "steps",
+        "lr_drop_step",
+        "width",
+        "batch",
+        "mask",
+        "seed",
+    )
     # layout 2: part "adapted" and OUT/embed/ (an OUT of layout 1 is refused, not mixed)
     options = {"layout": 2, **{k: getattr(args, k) for k in keys}}
     options["weights_sha256"] = _sha(args.weights or DEFAULT_WEIGHTS)
@@ -290,6 +302,12 @@ def main() -> None:
     p.add_argument("--shards", type=int, default=8)
     p.add_argument("--per-shard", type=int, default=500)
     p.add_argument("--steps", type=int, default=600)
+    p.add_argument(
+        "--lr-drop-step",
+        type=int,
+        default=8000,
+        help="U-Net lr x0.2 from this step (default: the trainer's, i.e. no drop in 600 steps)",
+    )
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--mask", default="auto", choices=("auto", "affine", "lighter"), help="(a) rule")
