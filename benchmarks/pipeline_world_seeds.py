@@ -42,7 +42,7 @@ def main() -> None:
     pipelines = tuple(names[k] for k in names if k in parts)
     if "b" not in parts or not pipelines or set(parts) - {"a", "adapted", "b"}:
         p.error("--parts: b and at least one of a, adapted (and nothing else)")
-    clash = [a for a in passed if a.split("=")[0] in ("--out", "--seed", "--parts")]
+    clash = [a for a in passed if a.split("=")[0] in ("--out", "--seed")]
     if clash:
         p.error(f"{', '.join(clash)}: set per seed by this script (use --root / --seeds)")
     seeds = seed_list(args.seeds)
@@ -93,7 +93,7 @@ def main() -> None:
         extra = (
             f", ratio {entry['ratio_mean']:.3f}, goal met in {entry['runs_meeting_goal']}"
             f"/{len(rows)} runs"
-            if "ratio_mean" in entry
+            if k != "b_true_masks"
             else ""
         )
         print(f"{k:15s} IoU mean {entry['iou_mean']:.3f} (sd {entry['iou_sd']:.3f}){extra}")

@@ -29,8 +29,8 @@ def predict_stream(
 def _predict_chunk(predictor, buf: list, image_of: Callable, first: int) -> Iterator[tuple]:
     try:
         maps = predictor.predict_batch([image_of(i) for i in buf])
-    except (PredictionError, ValueError) as e:  # bad image or model output: say where
-        if type(e) not in (PredictionError, ValueError):  # other subclasses: as they are
+    except ValueError as e:  # bad image or model output (PredictionError): say where
+        if type(e) not in (ValueError, PredictionError):  # other subclasses: as they are
             raise
         raise type(e)(f"{e} (in items {first}..{first + len(buf) - 1} of the stream)") from e
     return zip(buf, maps, strict=True)
