@@ -61,6 +61,13 @@ def parse_args(argv):
         help=f"comma list from {','.join(FILTERS)}, or 'none'",
     )
     p.add_argument("--connectivity", type=int, choices=(4, 8), default=8)
+    p.add_argument(
+        "--min-fraction",
+        type=float,
+        default=0.0,
+        help="mask-size filter: also reject masks covering less than this fraction "
+        "(0: no lower bound, as in the paper's code; an empty mask then passes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64, help="latents per forward (x2 images)")
     p.add_argument("--jpeg-quality", type=int, default=95)
@@ -110,6 +117,7 @@ def main(argv=None) -> int:
         mask=args.mask,
         filters=filters,
         connectivity=args.connectivity,
+        min_fraction=args.min_fraction,
         seed=args.seed,
         batch_size=args.batch_size,
         jpeg_quality=args.jpeg_quality,

@@ -5,7 +5,8 @@ to `config.json` at the run root with the software version and its hash. Resume 
 when the hash matches. Fields that do not change any sample are left out of the hash:
 `shards` (shard i does not depend on how many shards exist, so a run may be extended) and the
 paths the direction and embeddings were read from (their content is in the config: the vector,
-and `latents_sha256`).
+and `latents_sha256`). Fields added later (`HASH_ONLY_WHEN_SET`) count only when set, so run
+folders made before they existed keep their hash.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from generator.masks import MASKS
 from segcore.config import config_hash
 
 HASH_EXCLUDE = ("shards", "direction_file", "latents")
+# fields added after runs were made: hashed only when set away from their neutral value, so a
+# run folder written before a field existed keeps its hash (and resumes) under this version
+HASH_ONLY_WHEN_SET = {"min_fraction": 0.0}
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class GeneratorConfig:
     connectivity: int = 8
     component_ratio: float = 0.2
     max_fraction: float = 0.5
+    min_fraction: float = 0.0  # lower bound of the mask-size filter (0: none, as in the paper)
     hist_bins: int = 12
     min_maxima: int = 2
     seed: int = 0
@@ -56,6 +61,10 @@ class GeneratorConfig:
                 f"unknown filter in {list(self.filters)}; choose from {', '.join(FILTERS)} or none",
             ),
             (self.connectivity in (4, 8), "--connectivity must be 4 or 8"),
+            (
+                0 <= self.min_fraction < self.max_fraction <= 1,
+                f"--min-fraction must be in [0, {self.max_fraction}), got {self.min_fraction}",
+            ),
             (self.batch_size >= 1, "--batch-size must be >= 1"),
             (0 <= self.jpeg_quality <= 100, "--jpeg-quality must be in 0..100"),
             (0 <= self.png_compression <= 9, "--png-compression must be in 0..9"),
@@ -72,7 +81,8 @@ class GeneratorConfig:
 
     @property
     def hash(self) -> str:
-        return config_hash(self, exclude=HASH_EXCLUDE)
+        unset = tuple(k for k, v in HASH_ONLY_WHEN_SET.items() if getattr(self, k) == v)
+        return config_hash(self, exclude=HASH_EXCLUDE + unset)
 
     def filter_settings(self) -> FilterSettings:
         return FilterSettings(
@@ -80,6 +90,7 @@ class GeneratorConfig:
             connectivity=self.connectivity,
             component_ratio=self.component_ratio,
             max_fraction=self.max_fraction,
+            min_fraction=self.min_fraction,
             hist_bins=self.hist_bins,
             min_maxima=self.min_maxima,
         )

@@ -3,7 +3,10 @@
 1. connected components - EDITS the mask: zero every component whose area is <= `ratio` x the
    largest one (keep `area / largest > ratio`); never rejects.
 2. mask size - rejects a sample whose foreground fraction is >= `max_fraction` (keep
-   `fraction < max_fraction`; an empty mask passes, there is no lower bound in the code).
+   `fraction < max_fraction`). The authors' code has no lower bound, so an empty mask passes;
+   `min_fraction` (default 0, the code's behaviour) adds one: keep `fraction >= min_fraction`.
+   An empty mask on an image that has an object says "this object is background", the same
+   noisy supervision the upper bound is there to remove (README, "Generator").
 3. histogram - on the SHIFTED image G(z'), the 3 channels pooled, values in [-1, 1], `bins`
    bins; a moving sum of window 3 (zero padding 1); local maxima with non-strict comparisons
    (an end bin compares with its one neighbour); keep the sample if it has >= `min_maxima`.
@@ -32,6 +35,7 @@ class FilterSettings:
     connectivity: int = 8  # the code's choice; the paper's text reads as 4
     component_ratio: float = 0.2
     max_fraction: float = 0.5
+    min_fraction: float = 0.0  # not in the paper or its code (0 = no lower bound, as there)
     hist_bins: int = 12
     min_maxima: int = 2
 
@@ -50,10 +54,12 @@ def keep_large_components(mask: np.ndarray, connectivity: int = 8, ratio: float 
     return keep[labels]
 
 
-def mask_size_ok(masks: np.ndarray, max_fraction: float = 0.5) -> np.ndarray:
-    """[N, H, W] bool -> [N] bool, foreground fraction < max_fraction (strict)."""
+def mask_size_ok(
+    masks: np.ndarray, max_fraction: float = 0.5, min_fraction: float = 0.0
+) -> np.ndarray:
+    """[N, H, W] bool -> [N] bool, min_fraction <= foreground fraction < max_fraction."""
     frac = masks.reshape(len(masks), -1).mean(axis=1)
-    return frac < max_fraction
+    return (frac < max_fraction) & (frac >= min_fraction)
 
 
 def histogram_counts(images: torch.Tensor, bins: int = 12, lo: float = -1.0, hi: float = 1.0):
@@ -104,7 +110,7 @@ def apply_filters(masks: np.ndarray, shifted: torch.Tensor, settings: FilterSett
         )
     reason = np.zeros(len(masks), dtype=np.int8)
     if "mask_size" in settings.enabled:
-        bad = ~mask_size_ok(masks, settings.max_fraction)
+        bad = ~mask_size_ok(masks, settings.max_fraction, settings.min_fraction)
         reason[bad & (reason == ACCEPTED)] = REJECTED_BY["mask_size"]
     if "histogram" in settings.enabled:
         # only for the samples still in (as in the authors' code); saves work on rejects

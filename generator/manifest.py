@@ -103,10 +103,11 @@ def open_run(out: str, config, resume: bool = True) -> dict[int, dict]:
 
 def _differences(old: dict, config) -> str:
     """'key: run value vs this value' for each hashed field that differs (the first 5)."""
-    from generator.config import HASH_EXCLUDE
+    from generator.config import HASH_EXCLUDE, HASH_ONLY_WHEN_SET
     from segcore.config import to_dict
 
     new = json.loads(json.dumps(to_dict(config), default=str))  # the JSON types of config.json
+    old = {**HASH_ONLY_WHEN_SET, **old}  # a run older than a field has its neutral value
     keys = sorted((set(old) | set(new)) - set(HASH_EXCLUDE))
     diff = [
         f"{k}: {old.get(k)!r} in the run vs {new.get(k)!r} now"

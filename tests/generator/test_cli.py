@@ -76,6 +76,8 @@ def test_bad_inputs_subprocess_one_line_exit_2(bad_inputs):
         (["--mask", "affine"], "--mask affine needs"),
         (["--workers", "0"], "--workers must be >= 1"),
         (["--filters", "components,blur"], "unknown filter"),
+        (["--min-fraction", "0.5"], "--min-fraction must be in [0, 0.5)"),
+        (["--min-fraction", "-0.1"], "--min-fraction must be in [0, 0.5)"),
         (["--out", "{tmp}/foreign"], "no config.json"),
     ],
 )

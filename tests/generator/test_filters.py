@@ -51,6 +51,21 @@ def test_mask_size_strict_half_and_empty_passes():
     assert mask_size_ok(masks).tolist() == [False, True, True]
 
 
+def test_mask_size_lower_bound_rejects_near_empty_masks():
+    masks = np.zeros((4, 4, 4), bool)  # 16 pixels each
+    masks[1].flat[:1] = True  # 1/16 = 0.0625 < 0.1 -> rejected
+    masks[2].flat[:2] = True  # 2/16 = 0.125 -> kept
+    masks[3].flat[:8] = True  # 0.5 -> still rejected by the upper bound
+    assert mask_size_ok(masks, 0.5, 0.1).tolist() == [False, False, True, False]
+    assert mask_size_ok(masks, 0.5, 0.125).tolist() == [False, False, True, False]  # >= bound
+    assert mask_size_ok(masks).tolist() == [True, True, True, False]  # default: no lower bound
+    # through apply_filters: the empty mask counts against the mask-size filter
+    shifted = torch.zeros(4, 3, 4, 4)
+    settings = FilterSettings(enabled=("mask_size",), min_fraction=0.1)
+    _, reason = apply_filters(masks, shifted, settings)
+    assert reason.tolist() == [1, 1, 0, 1]
+
+
 def _image_with_bin_counts(counts):
     """A [1, 3, 1, sum] image whose pooled values put counts[b] values at bin b's centre."""
     centres = -1 + (np.arange(12) + 0.5) * (2 / 12)

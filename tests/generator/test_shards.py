@@ -168,3 +168,30 @@ def test_samples_hands_pixels_over_without_keeping_them(maker):
     assert len(seen) == len(metas) == len(kept_metas)
     for (img, mask), ref_img, ref_mask in zip(seen, kept_images, kept_masks, strict=True):
         assert (img == ref_img).all() and (mask == ref_mask).all()
+
+
+def test_min_fraction_hashes_only_when_set_so_older_runs_still_resume():
+    """Runs written before --min-fraction existed have no such key in config.json: with the
+    bound unset the hash is the hash of the old field set, so they resume; set, it changes."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from generator.config import HASH_EXCLUDE
+    from generator.manifest import _differences
+
+    config, _ = small_config()
+    old_fields = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in HASH_EXCLUDE and k != "min_fraction"
+    }
+    blob = json.dumps(old_fields, sort_keys=True, separators=(",", ":"), default=str)
+    assert config.hash == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    bounded, _ = small_config(min_fraction=0.02)
+    assert bounded.hash != config.hash
+    # a run from before the field, refused for another reason, does not list min_fraction
+    old_run = json.loads(json.dumps(old_fields, default=str))
+    old_run["seed"] = 5
+    assert _differences(old_run, config) == "seed: 5 in the run vs 0 now"
+    assert "min_fraction: 0.0 in the run vs 0.02 now" in _differences(old_run, bounded)
