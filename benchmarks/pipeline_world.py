@@ -130,6 +130,7 @@ def check_options(args, out: Path) -> None:
         "width",
         "batch",
         "mask",
+        "min_fraction",
         "seed",
     )
     # layout 2: part "adapted" and OUT/embed/ (an OUT of layout 1 is refused, not mixed)
@@ -138,7 +139,8 @@ def check_options(args, out: Path) -> None:
     options["direction_sha256"] = _sha(args.direction or DEFAULT_DIRECTION)
     path = out / "options.json"
     if path.exists():
-        old = json.loads(path.read_text())
+        # min_fraction came after layout 2; an OUT without it ran with 0 (no lower bound)
+        old = {"min_fraction": 0.0, **json.loads(path.read_text())}
         diff = [f"{k}: {old.get(k)!r} vs {v!r}" for k, v in options.items() if old.get(k) != v]
         if diff:
             sys.exit(f"{out} holds results of other options ({'; '.join(diff)}); use a new --out")
@@ -186,6 +188,8 @@ def generate(args, out: Path, extra: list[str]) -> None:
                 *gan_options(args),
                 "--mask",
                 args.mask,
+                "--min-fraction",
+                str(args.min_fraction),
                 "--seed",
                 str(args.seed),
                 *extra,  # a later --mask wins (argparse)
@@ -311,6 +315,13 @@ def main() -> None:
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--mask", default="auto", choices=("auto", "affine", "lighter"), help="(a) rule")
+    p.add_argument(
+        "--min-fraction",
+        type=float,
+        default=0.02,
+        help="the generator's --min-fraction for (a), adapted and (d), as in `make demo` "
+        "(0: the paper's filters exactly)",
+    )
     p.add_argument("--seed", type=int, default=0, help="generator/trainer seed (run-to-run spread)")
     p.add_argument("--weights", help="toyworld weights .pt to measure (default: shipped)")
     p.add_argument("--direction", help="direction .json to measure (default: shipped)")

@@ -5,13 +5,15 @@
 #      unlabelled world training images with the GAN's encoder (no masks are read)
 #   3. generate mask shards with the shipped toy-world GAN and its shipped direction (Ray, local);
 #      latents N(0, I), or those embeddings + 0.2 * N(0, I) (alpha 0.2: the paper's value off
-#      ImageNet)
+#      ImageNet); the paper's filters plus a lower bound on the mask size (--min-fraction 0.02:
+#      near-empty masks of a one-object world are wrong; README, "The embedded toy world")
 #   4. train the U-Net on them with torchrun, 2 processes
 #   5. evaluate on 1,000 held-out world scenes with true masks, and on the real Weizmann horses
 #   6. write a report: OUT/metrics.json (per set: max_fbeta, iou, accuracy, n_images, ...),
 #      OUT/report.md and each set's eval report (curves, best/worst grid)
 # Usage: scripts/demo.sh [OUT]   (default runs/demo; rerunning resumes every step)
-# Knobs (environment): DEMO_LATENTS (prior, the default, or embeddings), DEMO_SHARDS,
+# Knobs (environment): DEMO_LATENTS (prior, the default, or embeddings), DEMO_MIN_FRACTION
+# (0.02; 0 = the paper's filters exactly), DEMO_SHARDS,
 # DEMO_SAMPLES_PER_SHARD, DEMO_STEPS, DEMO_WIDTH, DEMO_BATCH,
 # SEG_SHARED_DATA (folder holding weizmann_horse/; default ../shared/data).
 set -euo pipefail
@@ -25,6 +27,7 @@ STEPS="${DEMO_STEPS:-600}"
 WIDTH="${DEMO_WIDTH:-0.25}"
 BATCH="${DEMO_BATCH:-32}"
 LATENTS="${DEMO_LATENTS:-prior}"
+MIN_FRACTION="${DEMO_MIN_FRACTION:-0.02}"
 DATA="${SEG_SHARED_DATA:-../shared/data}"
 HORSES="$DATA/weizmann_horse"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # 2 ranks x 1 thread on 2 cores
@@ -62,7 +65,7 @@ fi
 
 stamp "3/6 generating $SHARDS x $PER_SHARD samples with the embedded GAN -> $OUT/shards"
 $PY -m generator --gan toyworld --shards "$SHARDS" --samples-per-shard "$PER_SHARD" \
-  --out "$OUT/shards" --workers 2 --device cpu "${latents[@]}"
+  --out "$OUT/shards" --workers 2 --device cpu --min-fraction "$MIN_FRACTION" "${latents[@]}"
 
 last=$(printf '%06d' $((SHARDS - 1)))
 stamp "4/6 training the U-Net (torchrun, 2 processes, $STEPS steps)"

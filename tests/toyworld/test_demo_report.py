@@ -24,6 +24,7 @@ def test_report_holds_each_set_and_the_generator_settings(tmp_path):
         "latents": "/secret/bucket/embeddings.npy",
         "alpha": 0.2,
         "mask": "affine",
+        "min_fraction": 0.02,
         "shards": 8,
         "samples_per_shard": 500,
     }
@@ -37,8 +38,10 @@ def test_report_holds_each_set_and_the_generator_settings(tmp_path):
     assert on_disk["generator"] == result["generator"]
     assert on_disk["generator"]["latents"] == "encoder embeddings"
     assert on_disk["generator"]["alpha"] == 0.2
+    assert on_disk["generator"]["min_fraction"] == 0.02
     report = (tmp_path / "report.md").read_text()
     assert "encoder embeddings" in report and "alpha 0.2" in report
+    assert "min_fraction 0.02" in report
     assert "secret" not in report and "secret" not in json.dumps(on_disk)
     assert on_disk["generator_manifest"] == "shards/manifest.jsonl"  # relative to OUT
     assert str(tmp_path) not in json.dumps(on_disk)
@@ -53,6 +56,7 @@ def test_prior_latents_have_no_alpha_and_missing_evals_are_an_error(tmp_path):
     (tmp_path / "shards" / "config.json").write_text(json.dumps({"config": config}))
     gen = assemble(tmp_path)["generator"]
     assert gen["latents"] == "prior N(0, I)" and gen["alpha"] is None
+    assert gen["min_fraction"] == 0.0  # a config.json from before --min-fraction: no bound
     assert "alpha" not in (tmp_path / "report.md").read_text()
 
 

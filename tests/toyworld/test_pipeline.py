@@ -37,7 +37,8 @@ def pipeline(tmp_path_factory):
     shards = tmp / "shards"
     subprocess.run(
         [py, "-m", "generator", "--gan", "toyworld", "--shards", "8", "--samples-per-shard", "500",
-         "--out", str(shards), "--workers", "2", "--device", "cpu"],
+         "--out", str(shards), "--workers", "2", "--device", "cpu",
+         "--min-fraction", "0.02"],  # the demo's setting (scripts/demo.sh)
         check=True, cwd=ROOT, env=env,
     )  # fmt: skip
     torchrun = str(Path(py).with_name("torchrun"))

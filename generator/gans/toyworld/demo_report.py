@@ -4,7 +4,8 @@
 
 Reads every finished eval report under OUT/eval/<set>/metrics.json (written by
 `python -m eval saliency`) and writes, per set, the headline metrics, and what made the shards
-(OUT/shards/config.json: latents, alpha, mask rule, counts; no paths). Light: no torch import.
+(OUT/shards/config.json: latents, alpha, mask rule, mask-size lower bound, counts; no paths).
+Light: no torch import.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ NOTE = (
 
 def generator_settings(out: Path) -> dict:
     """What made the shards (OUT/shards/config.json): latents (prior, or embeddings with their
-    alpha), mask rule, counts. Paths are left out (they may name a bucket)."""
+    alpha), mask rule, the mask-size filter's lower bound, counts. Paths are left out (they
+    may name a bucket)."""
     path = out / "shards" / schema.RUN_CONFIG
     if not path.exists():
         return {}
@@ -42,6 +44,7 @@ def generator_settings(out: Path) -> dict:
         "latents": "prior N(0, I)" if prior else "encoder embeddings",
         "alpha": None if prior else c.get("alpha"),
         "mask": c.get("mask"),
+        "min_fraction": c.get("min_fraction", 0.0),  # absent: a run from before the option
         "shards": c.get("shards"),
         "samples_per_shard": c.get("samples_per_shard"),
     }
