@@ -7,7 +7,8 @@ The 2-layer toy-world generator draws an alpha for its object; the pipeline neve
 it is the GAN's own answer, so the IoU of the "lighter" / "affine" masks (after the paper's
 filters) with `alpha > 0.5` says how much of the pipeline's error comes from the masks
 themselves. Prints one line per mask rule: raw IoU, IoU of accepted samples, acceptance, share
-of accepted samples with an empty mask; then, for each lower bound of the mask-size filter
+of accepted samples with an empty mask, and how many of the GAN's small objects (alpha < 10% of
+the frame) are accepted; then, for each lower bound of the mask-size filter
 (the generator's --min-fraction), the same for the rule --mask auto picks. That table is how the
 toy world's --min-fraction was chosen without a world label: G's alpha is the GAN's own answer.
 """
@@ -92,10 +93,12 @@ def line(name, masks, shifted, alpha, settings) -> None:
         return
     raw, kept = iou(masks, alpha), iou(edited, alpha)
     empty = (edited.sum((1, 2)) == 0)[ok].mean()
+    small = alpha.mean((1, 2)) < 0.1  # small objects: a lower bound must not drop them all
     print(
         f"{name:8s} raw IoU {raw.mean():.3f}  accepted IoU {kept[ok].mean():.3f}  "
         f"accepted {ok.mean():.2f}  empty among accepted {empty:.3f}  "
-        f"IoU < 0.5 among accepted {(kept[ok] < 0.5).mean():.3f}"
+        f"IoU < 0.5 among accepted {(kept[ok] < 0.5).mean():.3f}  "
+        f"small objects (alpha < 10% of the frame) accepted {(ok & small).sum()}/{small.sum()}"
     )
 
 
