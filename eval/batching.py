@@ -12,7 +12,11 @@ def predict_stream(
     predictor, items: Iterable, image_of: Callable = lambda x: x, chunk: int | None = None
 ) -> Iterator[tuple]:
     """(item, map) for each of `items`, in order, predicted `chunk` at a time with the
-    predictor's `predict_batch` (a Predictor or a baseline; default chunk 4 x its batch_size)."""
+    predictor's `predict_batch` (a Predictor or a baseline; default chunk 4 x its batch_size).
+
+    When a chunk fails on a bad image or model output (ValueError), it is predicted again one
+    item at a time: the items before the bad one are still delivered (`eval predict` writes
+    them), then the bad item's own error is raised, with its position in the stream."""
     chunk = chunk or 4 * getattr(predictor, "batch_size", 16)
     buf: list = []
     done = 0
@@ -29,8 +33,17 @@ def predict_stream(
 def _predict_chunk(predictor, buf: list, image_of: Callable, first: int) -> Iterator[tuple]:
     try:
         maps = predictor.predict_batch([image_of(i) for i in buf])
-    except ValueError as e:  # bad image or model output (PredictionError): say where
+    except ValueError:  # bad image or model output (PredictionError): find the item
+        for pos, item in enumerate(buf, start=first):
+            yield item, _predict_one(predictor, item, image_of, pos)
+        return
+    yield from zip(buf, maps, strict=True)
+
+
+def _predict_one(predictor, item, image_of: Callable, pos: int):
+    try:
+        return predictor.predict_batch([image_of(item)])[0]
+    except ValueError as e:
         if type(e) not in (ValueError, PredictionError):  # other subclasses: as they are
             raise
-        raise type(e)(f"{e} (in items {first}..{first + len(buf) - 1} of the stream)") from e
-    return zip(buf, maps, strict=True)
+        raise type(e)(f"{e} (item {pos} of the stream)") from e

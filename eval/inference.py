@@ -190,6 +190,6 @@ def _check_image(img: np.ndarray, i: int) -> None:
         or img.shape[2] != 3
     ):
         raise ValueError(
-            f"image {i}: expected uint8 RGB [H, W, 3], got "
+            f"image {i} of the batch: expected uint8 RGB [H, W, 3], got "
             f"{getattr(img, 'dtype', type(img))} {getattr(img, 'shape', '')}"
         )

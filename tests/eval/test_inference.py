@@ -102,11 +102,17 @@ def test_predict_stream_pairs_items_with_their_maps_in_chunks():
     d = Doubler()
     list(predict_stream(d, [np.zeros(1)] * 5))  # default chunk: 4 x batch_size
     assert d.calls == [4, 1]
-    # a bad image is located in the stream, not only within its chunk
+    # a bad image is located in the stream, and the items before it in its chunk still come out
     p = Predictor(lambda x: torch.zeros(x.shape[0], 1, *x.shape[2:]), short_side=None)
     images = [np.zeros((4, 4, 3), np.uint8)] * 5 + [np.zeros((4, 4), np.uint8)]
-    with pytest.raises(ValueError, match=r"image 1: expected .*\(in items 4\.\.5 of the stream\)"):
-        list(predict_stream(p, images, chunk=2))
+    images += [np.zeros((4, 4, 3), np.uint8)] * 2
+    got = []
+    with pytest.raises(ValueError, match=r"expected uint8 RGB .*\(item 5 of the stream\)"):
+        for pair in predict_stream(p, images, chunk=4):
+            got.append(pair)
+    assert len(got) == 5  # items 0-3 (first chunk) and 4 (before the bad one in the second)
+    for _, m in got:
+        np.testing.assert_array_equal(m, np.zeros((4, 4), np.float32))
 
 
 @pytest.mark.parametrize(
