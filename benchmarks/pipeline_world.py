@@ -12,8 +12,9 @@ by the GAN, whose training used TRAIN_SEED images only):
   (b) the same U-Net, same steps, trained on world scenes with their TRUE masks (upper bound);
   (c) baselines without training: Otsu grey threshold (minority side = object, and the oracle
       polarity per image), eval's classic baselines (`python -m eval baseline`: rbd, center);
-  (d) ablations of (a): no filters / each filter alone, the other mask rule, and encoder-embedding
-      latents with alpha 0 (alpha 0.2 is part "adapted");
+  (d) ablations of (a): no filters / each filter alone / the paper's three filters without
+      --min-fraction's lower bound, the other mask rule, and encoder-embedding latents with
+      alpha 0 (alpha 0.2 is part "adapted");
   (e) diagnostic, not the method: the same U-Net trained on the GAN's own prior samples with the
       GAN's own alpha > 0.5 as masks (the 2-layer model draws one; the pipeline never reads it).
       (e) - (a) is what imperfect synthetic masks cost; (b) - (e) what the GAN-vs-world gap costs.
@@ -192,7 +193,7 @@ def generate(args, out: Path, extra: list[str]) -> None:
                 str(args.min_fraction),
                 "--seed",
                 str(args.seed),
-                *extra,  # a later --mask wins (argparse)
+                *extra,  # a later option wins (argparse): --mask, --min-fraction
             ]
         )
 
@@ -388,6 +389,8 @@ def main() -> None:
             "filters_components": ["--filters", "components"],
             "filters_mask_size": ["--filters", "mask_size"],
             "filters_histogram": ["--filters", "histogram"],
+            # the paper's three filters exactly: (a) without the lower bound (when it has one)
+            **({"filters_paper": ["--min-fraction", "0"]} if args.min_fraction > 0 else {}),
             # the other rule: "lighter" (section 2) when (a) uses "affine" (Appendix B), or back
             f"mask_{other}": ["--mask", other],
         }

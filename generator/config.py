@@ -62,7 +62,7 @@ class GeneratorConfig:
             ),
             (self.connectivity in (4, 8), "--connectivity must be 4 or 8"),
             (
-                0 <= self.min_fraction < self.max_fraction <= 1,
+                self.min_fraction == 0 or 0 < self.min_fraction < self.max_fraction,
                 f"--min-fraction must be in [0, {self.max_fraction}), got {self.min_fraction}",
             ),
             (self.batch_size >= 1, "--batch-size must be >= 1"),
