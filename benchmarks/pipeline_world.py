@@ -42,6 +42,7 @@ PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
 from generator.gans.toyworld.world import TEST_SEED, TRAIN_SEED, render_scene, write_folder  # noqa: E402
+from segcore.storage import write_bytes_atomic  # noqa: E402
 
 
 def sh(cmd: list[str], env=None) -> None:
@@ -148,7 +149,7 @@ def check_options(args, out: Path) -> None:
     elif out.exists() and any(out.iterdir()):
         sys.exit(f"{out} is not empty and has no options.json (an older run?); use a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(options, indent=2) + "\n")
+    write_bytes_atomic(str(path), (json.dumps(options, indent=2) + "\n").encode())
 
 
 def resolved_mask(args) -> str:
@@ -338,7 +339,7 @@ def main() -> None:
 
     def record(name, value):
         results[name] = value
-        results_path.write_text(json.dumps(results, indent=2) + "\n")
+        write_bytes_atomic(str(results_path), (json.dumps(results, indent=2) + "\n").encode())
         print(name, json.dumps(value), flush=True)
 
     t0 = time.time()

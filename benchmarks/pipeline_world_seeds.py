@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from segcore.storage import write_bytes_atomic  # noqa: E402
 
 
 def seed_list(text: str) -> list[int]:
@@ -98,7 +101,7 @@ def main() -> None:
         )
         print(f"{k:15s} IoU mean {entry['iou_mean']:.3f} (sd {entry['iou_sd']:.3f}){extra}")
     doc = {"parts": args.parts, "options": common, "seeds": rows, "summary": summary}
-    (root / "seeds.json").write_text(json.dumps(doc, indent=2) + "\n")
+    write_bytes_atomic(str(root / "seeds.json"), (json.dumps(doc, indent=2) + "\n").encode())
     print(f"wrote {root / 'seeds.json'}")
 
 
