@@ -386,10 +386,11 @@ def main() -> None:
     if "d" in parts:
         other = "affine" if resolved_mask(args) == "lighter" else "lighter"
         variants = {
-            "filters_none": ["--filters", "none"],
-            "filters_components": ["--filters", "components"],
+            # without the mask_size filter its lower bound has no meaning (the generator refuses it)
+            "filters_none": ["--filters", "none", "--min-fraction", "0"],
+            "filters_components": ["--filters", "components", "--min-fraction", "0"],
             "filters_mask_size": ["--filters", "mask_size"],
-            "filters_histogram": ["--filters", "histogram"],
+            "filters_histogram": ["--filters", "histogram", "--min-fraction", "0"],
             # the paper's three filters exactly: (a) without the lower bound (when it has one)
             **({"filters_paper": ["--min-fraction", "0"]} if args.min_fraction > 0 else {}),
             # the other rule: "lighter" (section 2) when (a) uses "affine" (Appendix B), or back

@@ -66,7 +66,8 @@ def main() -> None:
         missing = [k for k in (*pipelines, "b_true_masks") if k not in r]
         if missing:
             sys.exit(f"{path} lacks {', '.join(missing)}: rerun that seed without --no-run")
-        opts = json.loads((out / "options.json").read_text())
+        # an options.json from before --min-fraction ran without the bound (as pipeline_world reads it)
+        opts = {"min_fraction": 0.0, **json.loads((out / "options.json").read_text())}
         opts.pop("seed")
         if common is None:
             common = opts

@@ -16,7 +16,9 @@ def predict_stream(
 
     When a chunk fails on a bad image or model output (ValueError), it is predicted again one
     item at a time: the items before the bad one are still delivered (`eval predict` writes
-    them), then the bad item's own error is raised, with its position in the stream."""
+    them), then the bad item's own error is raised with its position in the stream. If every
+    item passes alone, the chunk's error is raised all the same (a model that fails only on
+    batches is an error, not something to work around one image at a time)."""
     chunk = chunk or 4 * getattr(predictor, "batch_size", 16)
     buf: list = []
     done = 0
@@ -33,11 +35,20 @@ def predict_stream(
 def _predict_chunk(predictor, buf: list, image_of: Callable, first: int) -> Iterator[tuple]:
     try:
         maps = predictor.predict_batch([image_of(i) for i in buf])
-    except ValueError:  # bad image or model output (PredictionError): find the item
-        for pos, item in enumerate(buf, start=first):
-            yield item, _predict_one(predictor, item, image_of, pos)
+    except ValueError as e:  # bad image or model output (PredictionError): find the item below
+        chunk_error = e
+    else:
+        yield from zip(buf, maps, strict=True)
         return
-    yield from zip(buf, maps, strict=True)
+    for pos, item in enumerate(buf, start=first):
+        yield item, _predict_one(predictor, item, image_of, pos)
+    last = first + len(buf) - 1
+    if type(chunk_error) not in (ValueError, PredictionError):  # other subclasses: as they are
+        raise chunk_error
+    raise type(chunk_error)(
+        f"{chunk_error} (items {first}..{last} of the stream failed as a batch, "
+        "yet each passed alone)"
+    ) from chunk_error
 
 
 def _predict_one(predictor, item, image_of: Callable, pos: int):

@@ -81,7 +81,7 @@ class Predictor:
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Maps for many images, in order; equal resized sizes run in batches."""
         for i, img in enumerate(images):
-            _check_image(img, i)
+            _check_image(img, f"image {i} of the batch" if len(images) > 1 else "image")
         out: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
@@ -182,7 +182,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def _check_image(img: np.ndarray, i: int) -> None:
+def _check_image(img: np.ndarray, what: str) -> None:
     if (
         not isinstance(img, np.ndarray)
         or img.dtype != np.uint8
@@ -190,6 +190,6 @@ def _check_image(img: np.ndarray, i: int) -> None:
         or img.shape[2] != 3
     ):
         raise ValueError(
-            f"image {i} of the batch: expected uint8 RGB [H, W, 3], got "
+            f"{what}: expected uint8 RGB [H, W, 3], got "
             f"{getattr(img, 'dtype', type(img))} {getattr(img, 'shape', '')}"
         )

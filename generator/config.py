@@ -52,6 +52,7 @@ class GeneratorConfig:
     max_draws_per_sample: int = 50  # a shard fails if it needs more draws than this x its size
 
     def __post_init__(self):
+        object.__setattr__(self, "min_fraction", self.min_fraction + 0.0)  # -0.0 -> 0.0
         checks = [
             (self.shards >= 1, f"--shards must be >= 1, got {self.shards}"),
             (self.samples_per_shard >= 1, "--samples-per-shard must be >= 1"),
@@ -64,6 +65,10 @@ class GeneratorConfig:
             (
                 self.min_fraction == 0 or 0 < self.min_fraction < self.max_fraction,
                 f"--min-fraction must be in [0, {self.max_fraction}), got {self.min_fraction}",
+            ),
+            (
+                self.min_fraction == 0 or "mask_size" in self.filters,
+                "--min-fraction is a bound of the mask_size filter, which --filters leaves out",
             ),
             (self.batch_size >= 1, "--batch-size must be >= 1"),
             (0 <= self.jpeg_quality <= 100, "--jpeg-quality must be in 0..100"),

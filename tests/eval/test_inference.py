@@ -115,6 +115,23 @@ def test_predict_stream_pairs_items_with_their_maps_in_chunks():
         np.testing.assert_array_equal(m, np.zeros((4, 4), np.float32))
 
 
+def test_predict_stream_does_not_hide_a_model_that_fails_only_on_batches():
+    from eval.batching import predict_stream
+    from eval.errors import PredictionError
+
+    class BatchBroken:  # every image is fine alone; any batch of more than one fails
+        batch_size = 2
+
+        def predict_batch(self, images):
+            if len(images) > 1:
+                raise PredictionError("model output has the wrong batch size")
+            return [np.zeros(im.shape[:2], np.float32) for im in images]
+
+    images = [np.zeros((3, 3, 3), np.uint8)] * 6
+    with pytest.raises(PredictionError, match=r"items 0\.\.3 of the stream failed as a batch"):
+        list(predict_stream(BatchBroken(), images, chunk=4))
+
+
 @pytest.mark.parametrize(
     ("output", "match"),
     [

@@ -78,6 +78,7 @@ def test_bad_inputs_subprocess_one_line_exit_2(bad_inputs):
         (["--filters", "components,blur"], "unknown filter"),
         (["--min-fraction", "0.5"], "--min-fraction must be in [0, 0.5)"),
         (["--min-fraction", "-0.1"], "--min-fraction must be in [0, 0.5)"),
+        (["--filters", "none", "--min-fraction", "0.02"], "which --filters leaves out"),
         (["--out", "{tmp}/foreign"], "no config.json"),
     ],
 )

@@ -181,6 +181,8 @@ def test_min_fraction_hashes_only_when_set_so_older_runs_still_resume():
     from generator.manifest import _differences
 
     config, _ = small_config()
+    # the hash the software wrote before the field existed (commit 6fef3e0, same config)
+    assert config.hash == "1554930857d91293"
     old_fields = {
         k: v
         for k, v in dataclasses.asdict(config).items()
