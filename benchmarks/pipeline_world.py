@@ -118,6 +118,12 @@ def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def read_options(out: Path) -> dict:
+    """OUT/options.json; min_fraction came after layout 2, and an OUT without it ran with 0
+    (no lower bound)."""
+    return {"min_fraction": 0.0, **json.loads((out / "options.json").read_text())}
+
+
 def check_options(args, out: Path) -> None:
     """Every finished step under OUT is reused, so OUT must hold results of these options only:
     OUT/options.json records them (weights and direction by content) and a mismatch stops here."""
@@ -141,8 +147,7 @@ def check_options(args, out: Path) -> None:
     options["direction_sha256"] = _sha(args.direction or DEFAULT_DIRECTION)
     path = out / "options.json"
     if path.exists():
-        # min_fraction came after layout 2; an OUT without it ran with 0 (no lower bound)
-        old = {"min_fraction": 0.0, **json.loads(path.read_text())}
+        old = read_options(out)
         diff = [f"{k}: {old.get(k)!r} vs {v!r}" for k, v in options.items() if old.get(k) != v]
         if diff:
             sys.exit(f"{out} holds results of other options ({'; '.join(diff)}); use a new --out")

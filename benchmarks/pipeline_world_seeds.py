@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.pipeline_world import read_options  # noqa: E402
 from segcore.storage import write_bytes_atomic  # noqa: E402
 
 
@@ -66,8 +67,7 @@ def main() -> None:
         missing = [k for k in (*pipelines, "b_true_masks") if k not in r]
         if missing:
             sys.exit(f"{path} lacks {', '.join(missing)}: rerun that seed without --no-run")
-        # an options.json from before --min-fraction ran without the bound (as pipeline_world reads it)
-        opts = {"min_fraction": 0.0, **json.loads((out / "options.json").read_text())}
+        opts = read_options(out)
         opts.pop("seed")
         if common is None:
             common = opts
