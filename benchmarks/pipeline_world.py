@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
-from generator.gans.toyworld.world import TEST_SEED, TRAIN_SEED, render_scene, write_folder  # noqa: E402
 from segcore.storage import write_bytes_atomic  # noqa: E402
+from toyworld.world import TEST_SEED, TRAIN_SEED, render_scene, write_folder  # noqa: E402
 
 
 def sh(cmd: list[str], env=None) -> None:
@@ -127,7 +127,7 @@ def read_options(out: Path) -> dict:
 def check_options(args, out: Path) -> None:
     """Every finished step under OUT is reused, so OUT must hold results of these options only:
     OUT/options.json records them (weights and direction by content) and a mismatch stops here."""
-    from generator.gans.toyworld.backend import DEFAULT_DIRECTION, DEFAULT_WEIGHTS
+    from generator.gans.toyworld import DEFAULT_DIRECTION, DEFAULT_WEIGHTS
 
     keys = (
         "test",
@@ -160,7 +160,7 @@ def check_options(args, out: Path) -> None:
 def resolved_mask(args) -> str:
     """The rule the generator uses for (a) with this direction (its --mask auto included)."""
     from generator.direction_file import load_direction
-    from generator.gans.toyworld.backend import DEFAULT_DIRECTION, build
+    from generator.gans.toyworld import DEFAULT_DIRECTION, build
     from generator.run import resolve_mask
 
     d = load_direction(args.direction or DEFAULT_DIRECTION, build(args.weights).latent_dim)
@@ -245,7 +245,7 @@ def write_alpha_mask_shards(args, out: Path) -> None:
     """Prior samples of the shipped GAN with its own alpha > 0.5 as masks (diagnostic (e))."""
     import torch
 
-    from generator.gans.toyworld.backend import build
+    from generator.gans.toyworld import build
     from generator.shard_maker import to_uint8  # the generator's own image convention
 
     gan = build(args.weights)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generator.direction_file import load_direction
 from generator.filters import FilterSettings, apply_filters
-from generator.gans.toyworld.backend import build
+from generator.gans.toyworld import build
 from generator.masks import make_masks
 from generator.run import resolve_mask
 from segcore.cli import UsageError, run_cli

@@ -46,7 +46,7 @@ start=$(date +%s)
 stamp() { echo "demo: [$(( $(date +%s) - start ))s] $*"; }
 
 stamp "1/6 held-out world scenes with true masks -> $OUT/world_test"
-$PY -m generator.gans.toyworld.world "$OUT/world_test" --count 1000
+$PY -m toyworld.world "$OUT/world_test" --count 1000
 
 latents=()
 if [[ "$LATENTS" == embeddings ]]; then
@@ -54,7 +54,7 @@ if [[ "$LATENTS" == embeddings ]]; then
   if [[ ! -f "$OUT/embed/embeddings.npy" ]]; then
     # seed 0 = the world's TRAIN_SEED (the GAN's training distribution), disjoint from the test
     # scenes; the folder also gets masks/, which nothing reads: embed reads images/ only
-    $PY -m generator.gans.toyworld.world "$OUT/embed/world_train" --count 2000 --seed 0
+    $PY -m toyworld.world "$OUT/embed/world_train" --count 2000 --seed 0
     $PY -m generator.embed --gan toyworld --images "$OUT/embed/world_train/images" \
       --out "$OUT/embed/embeddings.npy"
   fi
@@ -90,5 +90,5 @@ else
 fi
 
 stamp "6/6 report"
-$PY -m generator.gans.toyworld.demo_report "$OUT"
+$PY -m toyworld.report "$OUT"
 stamp "done: report in $OUT/report.md, metrics in $OUT/metrics.json"

@@ -45,7 +45,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 $PY -c "import torch, numpy, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 t0=$(date +%s)
-$PY -m generator.gans.toyworld.train $(common ${VARIANTS%% *}) --steps 1 --encoder-steps 1 \
+$PY -m toyworld.train $(common ${VARIANTS%% *}) --steps 1 --encoder-steps 1 \
     --render-workers "$RENDER_WORKERS" --out "$WORK/render" >"$WORK/render.log" 2>&1 \
     || { tail -20 "$WORK/render.log"; exit 1; }
 echo "rendered $N_TRAIN training images (and a 1-step smoke run) in $(($(date +%s) - t0)) s"
@@ -54,7 +54,7 @@ declare -A PID
 for v in $VARIANTS; do
     mkdir -p "$WORK/$v"
     ln -sf "$WORK/render/train_images_${N_TRAIN}_32.npy" "$WORK/$v/"
-    timeout "$TRAIN_S" $PY -m generator.gans.toyworld.train $(common "$v") --steps 10000000 \
+    timeout "$TRAIN_S" $PY -m toyworld.train $(common "$v") --steps 10000000 \
         >"$WORK/$v/phase1.log" 2>&1 &
     PID[$v]=$!
 done
@@ -71,7 +71,7 @@ for v in $VARIANTS; do
     steps=$($PY -c "import torch; print(torch.load('$WORK/$v/checkpoint.pt', weights_only=True)['state']['step'])")
     echo "$v: phase 1 stopped at $steps checkpointed steps; $(grep -h s_per_step "$WORK/$v/train_log.jsonl" | tail -1)"
     (
-        $PY -m generator.gans.toyworld.train $(common "$v") --steps "$steps" >"$WORK/$v/phase2.log" 2>&1 &&
+        $PY -m toyworld.train $(common "$v") --steps "$steps" >"$WORK/$v/phase2.log" 2>&1 &&
         W="--gan toyworld --weights $WORK/$v/final/toyworld.pt --device $DEVICE" &&
         timeout "$DISC_S" $PY -m generator.directions discover $W --k 64 --steps "$DISC_STEPS" \
             --width 16 --batch 64 --out "$WORK/$v/dirs/dirs.pt" >"$WORK/$v/discover.log" 2>&1 &&

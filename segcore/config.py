@@ -41,3 +41,40 @@ def from_dict(cls: type, d: dict) -> Any:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
     return cls(**d)
+
+
+def _as_json(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists), for comparing with a file."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def differences(saved: dict, current: Any, ignore: tuple[str, ...] | frozenset = ()) -> list[str]:
+    """'key: saved -> current' for each key outside `ignore` whose values differ.
+
+    `current` is a dict or a dataclass config; both sides are compared as JSON values.
+    """
+    now = _as_json(to_dict(current) if dataclasses.is_dataclass(current) else current)
+    old = _as_json(saved)
+    keys = sorted((set(old) | set(now)) - set(ignore))
+    return [f"{k}: {old.get(k)!r} -> {now.get(k)!r}" for k in keys if old.get(k) != now.get(k)]
+
+
+def refuse_if_different(
+    saved: dict,
+    current: Any,
+    *,
+    what: str,
+    ignore: tuple[str, ...] | frozenset = (),
+    hint: str = "use another --out or the same options",
+    most: int = 8,
+) -> None:
+    """Raise UsageError naming every differing field (the first `most`) when `saved` (the
+    config a run was made with) and `current` differ outside `ignore`."""
+    from segcore.cli import UsageError
+
+    diff = differences(saved, current, ignore)
+    if diff:
+        more = f"; and {len(diff) - most} more" if len(diff) > most else ""
+        raise UsageError(
+            f"{what} was made with a different config ({'; '.join(diff[:most])}{more}); {hint}"
+        )

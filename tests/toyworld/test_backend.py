@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+import generator.gans.toyworld as tw
 from generator.gans import DEFAULT_GAN, load_gan
 from generator.gans.base import GanBackend
-from generator.gans.toyworld import backend as tw
 from segcore.cli import UsageError
 
 
@@ -63,7 +63,7 @@ def test_generate_is_differentiable_in_z(gan):
 
 
 def test_encoder_inverts_the_generator(gan):
-    from generator.gans.toyworld.world import render_batch
+    from toyworld.world import render_batch
 
     z = torch.randn(64, gan.latent_dim, generator=torch.Generator().manual_seed(3))
     images, _ = render_batch(4242, 0, 64)  # world scenes the GAN never saw

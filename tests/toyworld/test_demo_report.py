@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from generator.gans.toyworld.demo_report import assemble
 from segcore.cli import UsageError
+from toyworld.report import assemble
 
 
 def _eval(out, key, iou):

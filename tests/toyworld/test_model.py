@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from generator.gans.toyworld.model import Discriminator, Generator, ModelConfig, shift_layer
+from toyworld.model import Discriminator, Generator, ModelConfig, shift_layer
 
 SMALL = dict(resolution=16, latent_dim=8, g_width=4, d_width=4, e_width=4)
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from generator.gans.toyworld.world import TEST_SEED, render_scene, write_folder
+from toyworld.world import TEST_SEED, render_scene, write_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 N_TEST = 200

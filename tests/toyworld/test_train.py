@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from generator.gans.toyworld import train
+from toyworld import train
 
 TINY = [
     "--n-train", "48", "--batch", "8", "--resolution", "16", "--latent-dim", "8",
@@ -39,10 +39,10 @@ def test_outputs_and_recorded_statistics(tmp_path):
     _run(tmp_path, 2, 1)
     meta = json.loads((tmp_path / "final" / "toyworld.json").read_text())
     assert meta["steps"] == 2 and meta["encoder_steps"] == 1
-    assert meta["command"].startswith("python -m generator.gans.toyworld.train --out")
+    assert meta["command"].startswith("python -m toyworld.train --out")
     assert "no masks" in meta["trained_on"]
     # the backend loads what the trainer wrote and reproduces the recorded statistics
-    from generator.gans.toyworld.backend import build
+    from generator.gans.toyworld import build
 
     gan = build(weights=str(tmp_path / "final" / "toyworld.pt"))
     assert (gan.resolution, gan.latent_dim) == (16, 8)

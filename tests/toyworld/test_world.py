@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from generator.gans.toyworld import world
-from generator.gans.toyworld.world import WorldConfig, render_background, render_scene
+from toyworld import world
+from toyworld.world import WorldConfig, render_background, render_scene
 
 
 def test_scenes_are_a_pure_function_of_seed_and_index():

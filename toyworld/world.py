@@ -215,13 +215,13 @@ def write_folder(
 
 
 def main(argv=None) -> None:
-    """python -m generator.gans.toyworld.world OUT [--count 1000] [--seed S] [--resolution 32]"""
+    """python -m toyworld.world OUT [--count 1000] [--seed S] [--resolution 32]"""
     import argparse
 
     from segcore.cli import UsageError, run_cli
 
     def _main(argv):
-        p = argparse.ArgumentParser(prog="python -m generator.gans.toyworld.world")
+        p = argparse.ArgumentParser(prog="python -m toyworld.world")
         p.add_argument("out", help="folder to write images/ and masks/ into")
         p.add_argument("--count", type=int, default=1000)
         p.add_argument("--seed", type=int, default=TEST_SEED)
@@ -232,7 +232,7 @@ def main(argv=None) -> None:
         out = write_folder(args.out, args.count, args.seed, WorldConfig(resolution=args.resolution))
         print(f"wrote {args.count} scenes to {out}")
 
-    run_cli(lambda _: _main(argv), "python -m generator.gans.toyworld.world")
+    run_cli(lambda _: _main(argv), "python -m toyworld.world")
 
 
 if __name__ == "__main__":

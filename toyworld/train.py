@@ -1,6 +1,6 @@
 """Train the embedded toy-world GAN on world IMAGES only (never masks), on CPU or a GPU.
 
-    nice -n 10 python -m generator.gans.toyworld.train --out runs/toyworld [--device cuda]
+    nice -n 10 python -m toyworld.train --out runs/toyworld [--device cuda]
 
 Phase 1 trains G and D (hinge loss, spectral-norm D, Adam (0.0, 0.9), EMA of G; the 2-layer
 generator's foreground is shifted at random before compositing, PerturbGAN's trick that makes
@@ -30,7 +30,7 @@ import numpy as np
 from segcore.cli import UsageError, run_cli
 from segcore.storage import write_local_atomic
 
-PROG = "python -m generator.gans.toyworld.train"
+PROG = "python -m toyworld.train"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _render_images(start: int, stop: int, resolution: int) -> np.ndarray:
-    from generator.gans.toyworld.world import TRAIN_SEED, WorldConfig, render_scene
+    from toyworld.world import TRAIN_SEED, WorldConfig, render_scene
 
     cfg = WorldConfig(resolution=resolution)
     # [0]: the image; the mask is discarded, the GAN trains on images only
@@ -202,8 +202,8 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     import torch
     import torch.nn.functional as F
 
-    from generator.gans.toyworld.model import Discriminator, Encoder, Generator, shift_layer
     from segcore.progress import progress_bar
+    from toyworld.model import Discriminator, Encoder, Generator, shift_layer
 
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -418,8 +418,8 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
     _atomic_torch_save(
         {"generator": G_ema.state_dict(), "encoder": E.state_dict()}, final / "toyworld.pt"
     )
-    from generator.gans.toyworld.model import WEIGHTS_FORMAT as model_format
     from segcore import __version__
+    from toyworld.model import WEIGHTS_FORMAT as model_format
 
     meta = {
         "format": model_format,
@@ -432,7 +432,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
         "train_seconds": round(state["elapsed_s"], 1),
         "device": _device_name(device),
         "torch_threads": cfg.threads,
-        "trained_on": "world images only (generator.gans.toyworld.world, TRAIN_SEED), no masks",
+        "trained_on": "world images only (toyworld.world, TRAIN_SEED), no masks",
         "sample_statistics": sample_statistics(G_ema, d),
     }
     _atomic_write_text(final / "toyworld.json", json.dumps(meta, indent=2) + "\n")
@@ -441,7 +441,7 @@ def train(out: Path, cfg: TrainConfig, model_cfg, command: str) -> Path:
 
 
 def main(argv=None) -> int:
-    from generator.gans.toyworld.model import ModelConfig
+    from toyworld.model import ModelConfig
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="run folder (checkpoint, samples, final/)")

@@ -1,6 +1,6 @@
 """Assemble the demo's report (scripts/demo.sh, step 6): OUT/metrics.json and OUT/report.md.
 
-    python -m generator.gans.toyworld.demo_report OUT
+    python -m toyworld.report OUT
 
 Reads every finished eval report under OUT/eval/<set>/metrics.json (written by
 `python -m eval saliency`) and writes, per set, the headline metrics, and what made the shards
@@ -93,7 +93,7 @@ def assemble(out: Path) -> dict:
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) != 1:
-        raise UsageError("usage: python -m generator.gans.toyworld.demo_report OUT")
+        raise UsageError("usage: python -m toyworld.report OUT")
     result = assemble(Path(args[0]))
     for key, m in result["sets"].items():
         print(
@@ -105,4 +105,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m generator.gans.toyworld.demo_report")
+    run_cli(main, "python -m toyworld.report")

@@ -1,7 +1,7 @@
 """The embedded toy-world GAN as a backend of the generator protocol (`generator/gans/base.py`).
 
-`build()` with no arguments loads the weights shipped in `weights/` (trained on CPU by
-`python -m generator.gans.toyworld.train`, see `weights/toyworld.json`), so `--gan toyworld`
+`build()` with no arguments loads the weights shipped in `toyworld/weights/` (trained on CPU by
+`python -m toyworld.train`, see `weights/toyworld.json`), so `--gan toyworld`
 works offline. `weights=` may name another `.pt` file written by the same script; its JSON
 sidecar (same name, `.json`) holds the model configuration.
 """
@@ -14,12 +14,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from generator.gans.toyworld.model import WEIGHTS_FORMAT, Encoder, Generator, ModelConfig
 from segcore.cli import UsageError
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "toyworld.pt"
-DEFAULT_DIRECTION = WEIGHTS_DIR / "direction.json"
+from toyworld import DEFAULT_DIRECTION, DEFAULT_WEIGHTS
+from toyworld.model import WEIGHTS_FORMAT, Encoder, Generator, ModelConfig
 
 
 def _load_checkpoint(path: Path) -> tuple[ModelConfig, dict, dict]:
@@ -33,7 +30,7 @@ def _load_checkpoint(path: Path) -> tuple[ModelConfig, dict, dict]:
         if meta.get("format") != WEIGHTS_FORMAT:
             raise UsageError(
                 f"{meta_path}: format {meta.get('format')!r}, this version reads "
-                f"{WEIGHTS_FORMAT!r}; retrain with python -m generator.gans.toyworld.train"
+                f"{WEIGHTS_FORMAT!r}; retrain with python -m toyworld.train"
             )
         cfg = ModelConfig(**meta["model"])
         state = torch.load(path, map_location="cpu", weights_only=True)
