@@ -105,7 +105,7 @@ def _probe_remote(out: str) -> None:
     bad credentials or a missing bucket."""
     import fsspec
 
-    opts = dict(storage._storage_options(out))
+    opts = dict(storage.storage_options(out))
     if out.startswith(("s3://", "s3a://")):
         # a short probe: botocore/s3fs would otherwise retry a dead endpoint for ~20 s
         opts.update(

@@ -53,11 +53,11 @@ def filesystem(url: str):
     """(fsspec filesystem, path inside it) for a remote URL."""
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(str(url), **_storage_options(url))
+    fs, path = fsspec.core.url_to_fs(str(url), **storage_options(url))
     return fs, path
 
 
-def _storage_options(url: str) -> dict:
+def storage_options(url: str) -> dict:
     scheme = urlsplit(str(url)).scheme
     if scheme in ("s3", "s3a"):
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
