@@ -1,4 +1,4 @@
-"""`python -m eval`: see eval/cli.py for the commands."""
+"""`python -m eval`: options in eval/cli.py, the sub-commands in eval/commands/."""
 
 from eval.cli import PROG, main
 from segcore.cli import run_cli

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from eval.errors import PredictionError
+from eval.protocol import BATCH_SIZE
 
 
 def predict_stream(
@@ -19,7 +20,7 @@ def predict_stream(
     them), then the bad item's own error is raised with its position in the stream. If every
     item passes alone, the chunk's error is raised all the same (a model that fails only on
     batches is an error, not something to work around one image at a time)."""
-    chunk = chunk or 4 * getattr(predictor, "batch_size", 16)
+    chunk = chunk or 4 * getattr(predictor, "batch_size", BATCH_SIZE)
     buf: list = []
     done = 0
     for item in items:

@@ -1,4 +1,5 @@
-"""The inference protocol behind the reported numbers (PAPER.md section 6).
+"""The inference protocol behind the reported numbers (the paper, section 3.4, and the authors'
+code where the paper is silent; docs/eval.md).
 
 1. Read the image at its original size (no crop).
 2. Resize (bilinear) so the shorter side is `short_side` (128), keeping the aspect ratio; the
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eval import protocol
 from eval.batching import predict_stream
 from eval.errors import PredictionError
 
@@ -42,10 +44,10 @@ class Predictor:
     def __init__(
         self,
         model: Callable | str | Path,
-        device: str | torch.device = "cpu",
-        short_side: int | None = 128,
-        quantize: bool = True,
-        batch_size: int = 16,
+        device: str | torch.device = protocol.DEVICE,
+        short_side: int | None = protocol.SHORT_SIDE,
+        quantize: bool = protocol.QUANTIZE,
+        batch_size: int = protocol.BATCH_SIZE,
     ):
         self.device = torch.device(device)
         self.meta: dict = {}

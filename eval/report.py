@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,19 +30,11 @@ import numpy as np
 import segcore
 from eval.batching import predict_stream
 from eval.metrics import SaliencyConventions, SaliencyMetrics
+from eval.progress import with_progress
 from segcore import storage
 
 # Loads (image or None, prediction, ground truth) of one image by name, for the grid.
 GridLoader = Callable[[str], tuple[np.ndarray | None, np.ndarray, np.ndarray]]
-
-
-def _progress(iterable: Iterable, total: int | None, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from segcore.progress import progress_bar
-
-    # leave=False: an error message is not left behind a half-drawn bar
-    return progress_bar(iterable, total=total, desc=desc, unit="img", leave=False)
 
 
 def _clean(value: Any) -> Any:
@@ -80,7 +72,7 @@ def evaluate_and_report(
     (an `eval.inference.Predictor`), score it with the paper's protocol (or `conventions`),
     write the report to `out_dir` and return the metrics dict (same as metrics.json)."""
     metrics = SaliencyMetrics(conventions)
-    samples = _progress(iter(dataset), len(dataset), f"eval {name}", progress)
+    samples = with_progress(iter(dataset), len(dataset), f"eval {name}", progress)
     for s, m in predict_stream(predictor, samples, lambda s: s.image):
         metrics.update(m, s.mask, names=s.name)
     if not len(metrics):

@@ -1,4 +1,4 @@
-"""Train the U-Net segmenter on the generator's shards (PAPER.md section 5).
+"""Train the U-Net segmenter on the generator's shards (the paper, section 3.4).
 
 Single process (CPU, or one GPU):
     python -m trainer --shards 'runs/gen/shard-{000000..000499}.tar' --out runs/unet
@@ -24,7 +24,8 @@ It ends with the same weights as a run that was never interrupted.
 
 OUT receives config.json, checkpoint.pt, log.jsonl, tb/ (TensorBoard), and at the end the
 exported model: model.pt2 + model.json (segcore/modelfile.py). S3 credentials and endpoint come
-only from the AWS_* environment variables.
+only from the AWS_* environment variables. Every option, with its default: `--help` and
+docs/trainer.md.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from tqdm import tqdm
 
 from segcore import storage
 from segcore.cli import UsageError, run_cli
-from segcore.config import dump_json, to_dict
+from segcore.config import differences, dump_json, to_dict
+from segcore.device import resolve_device
 from segcore.progress import progress_bar
 from trainer import checkpoint, config, data, distributed, export, validate
 from trainer.logbook import Logbook
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
     dist_env = distributed.env_dist()
     cfg = config.resolve(args, dist_env.world_size)
     rank, is_main = dist_env.rank, dist_env.is_main
-    device = pick_device(cfg.device, dist_env.local_rank)
+    device = resolve_device(cfg.device, local_rank=dist_env.local_rank)
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     if use_amp and device.type != "cuda":
         raise UsageError("--amp bf16 is for CUDA devices; on CPU use --amp off (or auto)")
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
     ckpt_url = storage.join(cfg.out, checkpoint.CHECKPOINT)
     ckpt = find_checkpoint(ckpt_url, args.resume)
     if ckpt is not None:
-        differ = config.resume_mismatch(ckpt["config"], cfg)
+        differ = differences(ckpt["config"], cfg, ignore=config.RESUME_MAY_DIFFER)
         if differ:
             raise UsageError("--resume with a different config: " + "; ".join(differ))
 
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         distributed.cleanup()
         raise UsageError(problem)
 
-    # -- model, optimizer, schedule (PAPER.md section 5: Adam 1e-3, x0.2 at 8000) ----------
+    # -- model, optimizer, schedule (the paper, section 3.4: Adam 1e-3, x0.2 at 8000) -----
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     net = UNet(cfg.width, cfg.loss).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -238,18 +240,6 @@ def main(argv=None) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # helpers used above, in order of appearance
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: CUDA is not available here")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
 
 
 def find_checkpoint(url: str, resume: bool) -> dict | None:

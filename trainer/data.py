@@ -5,8 +5,8 @@ worker, draw index): draw j picks a shard uniformly with replacement (resampled,
 `wds.ResampledShards`) from an RNG seeded by (seed, rank, worker, j), and reads its samples in
 order (they are i.i.d. GAN draws, so in-shard order carries no bias). Every batch carries its
 position (worker, j, samples read of shard j), the loop records the position of the last batch
-it consumed, and a resume restarts each worker exactly there. This replaces webdataset's
-time-seeded `ResampledShards` and its `.with_epoch`: each worker yields exactly its share of
+it consumed, and a resume restarts each worker exactly there. Unlike webdataset's
+time-seeded `ResampledShards` and its `.with_epoch`, each worker yields exactly its share of
 the remaining steps, so every rank runs the same number of steps and the loop ends by
 exhausting the DataLoader, never by breaking out of it (a clean DDP exit needs that).
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from segcore import schema, storage
+from segcore import samples, storage
 from segcore.cli import UsageError
 
 _SHARD_INDEX = re.compile(r"shard-(\d+)\.tar$")
@@ -186,20 +186,9 @@ def decode_sample(sample: dict, resolution: int) -> tuple[np.ndarray, np.ndarray
     """(RGB uint8 [R,R,3], mask uint8 [R,R] 0/255) from a raw sample; ValueError if unusable."""
     import cv2
 
-    for key in (schema.IMAGE_KEY, schema.MASK_KEY):
-        if key not in sample:
-            raise ValueError(f"sample {sample.get('__key__')!r} has no {key!r} field")
-    img = cv2.imdecode(np.frombuffer(sample[schema.IMAGE_KEY], np.uint8), cv2.IMREAD_COLOR)
-    mask = cv2.imdecode(np.frombuffer(sample[schema.MASK_KEY], np.uint8), cv2.IMREAD_GRAYSCALE)
-    if img is None or mask is None:
-        raise ValueError(f"sample {sample.get('__key__')!r}: undecodable image or mask")
-    if img.shape[:2] != mask.shape:
-        raise ValueError(
-            f"sample {sample.get('__key__')!r}: image {img.shape[:2]} != mask {mask.shape}"
-        )
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img, mask = samples.decode_sample(sample)
     if img.shape[:2] != (resolution, resolution):
-        # Shards hold the GAN's resolution; the paper trains at 128 (PAPER.md section 5).
+        # Shards hold the GAN's resolution; the U-Net trains at `resolution` (--resolution).
         img = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_NEAREST)
     return img, mask

@@ -13,7 +13,7 @@ from segcore import __version__, modelfile, storage
 from trainer.unet import ProbabilityModel, UNet
 
 # H, W >= 32: at 16 px the deepest map is 1x1 and torch.export specialises the bilinear
-# upsample on it; the paper's protocol runs at a short side of 128 (PAPER.md section 6).
+# upsample on it; the paper's protocol runs at a short side of 128 (section 3.4).
 MIN_SIDE = 32
 
 

@@ -1,4 +1,4 @@
-"""The segmenter: U-Net as in the authors' code (PAPER.md section 5, old milesial variant).
+"""The segmenter: U-Net as in the authors' code (an early milesial/Pytorch-UNet layout).
 
 DoubleConv = (conv3x3 + bias -> BN -> ReLU) x 2; encoder widths 64,128,256,512,512; decoder
 Up(1024,256), Up(512,128), Up(256,64), Up(128,64) with bilinear upsampling
@@ -7,8 +7,9 @@ conv to the output. About 13.4 M parameters at width 1 with 2 output classes.
 
 `width` scales every channel count (0.125 gives a ~0.2 M-parameter net for CPU tests).
 
-Loss (named, PAPER.md section 5): "ce" = 2-class cross-entropy, P(fg) = softmax(logits)[:, 1]
-(the authors' code, default); "bce" = one logit, P(fg) = sigmoid(logit) (the paper's text).
+Loss (named, since the paper, section 3.4, and the authors' code differ): "ce" = 2-class
+cross-entropy, P(fg) = softmax(logits)[:, 1] (the authors' code, default); "bce" = one logit,
+P(fg) = sigmoid(logit) (the paper's text).
 """
 
 from __future__ import annotations

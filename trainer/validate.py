@@ -1,5 +1,5 @@
-"""Validation: the hold-out synthetic shards (how the paper tunes without labels, PAPER.md
-section 5) and, optionally, real images through eval's inference protocol (section 6).
+"""Validation: the hold-out synthetic shards (how the paper tunes without labels, the paper,
+section 3.4) and, optionally, real images through eval's inference protocol (docs/eval.md).
 
 Metrics come from `eval.metrics.SaliencyMetrics` (maxFβ over thresholds k/255, IoU of
 p >= 0.5); this module computes none itself.
@@ -33,7 +33,7 @@ def synthetic(
     try:
         for i in range(0, len(images), batch):
             x = to_model_input(torch.from_numpy(images[i : i + batch]), device)
-            gt = torch.from_numpy(masks[i : i + batch]) >= 128  # PAPER.md section 6
+            gt = torch.from_numpy(masks[i : i + batch]) >= 128  # ground-truth rule: docs/metrics.md
             logits = net(x)
             loss_sum += float(segmentation_loss(logits, gt.to(device), net.loss)) * len(x)
             prob = foreground_probability(logits, net.loss)[:, 0].float().cpu().numpy()

@@ -52,7 +52,7 @@ def read_binary_mask(
 
     binarize=False (strict): the stored values must be {0, 255} or {0, 1} (a subset), else a
     DatasetError (e.g. a JPEG-compressed or anti-aliased mask). binarize=True: any grey mask,
-    foreground by `gt_rule` (PAPER.md section 6: value >= 128).
+    foreground by `gt_rule` (the protocol's rule is value >= 128; docs/metrics.md).
     """
     m = _gray(read_raw(path), path)
     if binarize:

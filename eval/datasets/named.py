@@ -1,4 +1,5 @@
-"""Named dataset layouts, as distributed by their authors (PAPER.md section 8).
+"""Named dataset layouts, as distributed by their authors (splits: the paper, sections 4.1 and 4.2;
+docs/eval.md).
 
 | name        | expected under ROOT                                          | ground truth           |
 |-------------|--------------------------------------------------------------|------------------------|

@@ -1,4 +1,5 @@
-"""Saliency / segmentation metrics as a streaming accumulator (METRICS.md, PAPER.md section 6).
+"""Saliency / segmentation metrics as a streaming accumulator (the paper, section 4,
+"Evaluation metrics"; exact definitions: docs/metrics.md).
 
 Per image, TP and predicted-positive counts for EVERY threshold come from one 512-bin
 `np.bincount` (256 levels x {background, foreground}) and reversed cumulative sums, instead of
@@ -94,7 +95,7 @@ class SaliencyConventions:
 
 
 def binarize_gt(gt: np.ndarray, rule: str = ">=128") -> np.ndarray:
-    """Ground truth as bool: bool arrays as is, integer masks by `rule` (PAPER.md section 6)."""
+    """Ground truth as bool: bool arrays as is, integer masks by `rule` (docs/metrics.md)."""
     gt = np.asarray(gt)
     if gt.dtype == bool:
         return gt

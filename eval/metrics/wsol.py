@@ -2,7 +2,7 @@
 
 MaxBoxAcc (v1: IoU delta 0.5, largest contour; v2: mean over delta in {0.3, 0.5, 0.7}, all
 contours) and PxAP (pixel average precision, dataset-pooled score histograms, ignore regions).
-Conventions follow the reference code line by line (METRICS.md, "WSOL"): score maps are
+Conventions follow the reference code line by line (docs/metrics.md, WSOL): score maps are
 224x224 min-max normalised floats, `u8 = uint8(255 s)`, foreground at tau is
 `u8 > int(tau * max(u8))`, boxes use `(x, y, min(x+w, W-1), min(y+h, H-1))` and box IoU counts
 both end pixels.
@@ -20,9 +20,10 @@ import numpy as np
 
 RESIZE_LENGTH = 224  # wsolevaluation's _RESIZE_LENGTH
 IOU_DELTAS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 (reference: iou_threshold_list = (30, 50, 70))
+INTERVAL = 0.001  # CAM threshold step, as in the reference library
 
 
-def cam_thresholds(interval: float = 0.001) -> np.ndarray:
+def cam_thresholds(interval: float = INTERVAL) -> np.ndarray:
     """tau in `np.arange(0, 1, interval)` (0.001 in the library; 0.01 in its CLI/README)."""
     if not 0 < interval < 1:
         raise ValueError(f"threshold interval must be in (0, 1), got {interval!r}")
@@ -168,7 +169,7 @@ class MaxBoxAcc:
     def __init__(
         self,
         multi_contour: bool,
-        interval: float = 0.001,
+        interval: float = INTERVAL,
         deltas: tuple[float, ...] = IOU_DELTAS,
     ):
         self.multi_contour = multi_contour
@@ -210,7 +211,7 @@ class MaxBoxAcc:
 class WsolBoxMetrics:
     """Both MaxBoxAccV1 (delta 0.5, largest contour) and MaxBoxAccV2 in one pass."""
 
-    def __init__(self, interval: float = 0.001):
+    def __init__(self, interval: float = INTERVAL):
         self.v1 = MaxBoxAcc(multi_contour=False, interval=interval, deltas=(0.5,))
         self.v2 = MaxBoxAcc(multi_contour=True, interval=interval, deltas=IOU_DELTAS)
 
@@ -249,7 +250,7 @@ class PxAP:
     `update(scoremap, gt_mask, ignore=None)`: gt_mask bool [H, W], ignore bool [H, W] or None.
     """
 
-    def __init__(self, interval: float = 0.001):
+    def __init__(self, interval: float = INTERVAL):
         self.interval = interval
         self.edges = np.append(cam_thresholds(interval), [1.0, 2.0, 3.0])
         self.fg_hist = np.zeros(len(self.edges) - 1, np.int64)

@@ -251,6 +251,11 @@ def test_bad_paths_and_names(tmp_path):
         ),
         (("baseline", "--method", "hs", "--data", data, "--out", out), "unknown --method"),
         (
+            ("baseline", "--method", "center", "--data", data, "--out", out, "--limit", "x"),
+            "--limit",
+        ),
+        (("baseline", "--data", data, "--out", out), "required: --method"),
+        (
             ("predict", "--model", fake_model, "--images", empty / "images", "--out", out),
             "no image",
         ),
@@ -352,3 +357,19 @@ def test_report_written_to_object_storage(s3_env, tmp_path):
     assert sorted(storage.list_names(url)) == [
         "curves.png", "grid.png", "metrics.json", "per_image.json", "summary.md"
     ]  # fmt: skip
+
+
+def test_help_shows_every_default():
+    import argparse
+
+    from eval.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"saliency", "maps", "wsol", "predict", "baseline"}
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            text = action.help or ""
+            assert "(default:" in text or "(required)" in text, (name, action.option_strings)

@@ -1,4 +1,4 @@
-"""Predictor: the PAPER.md section 6 protocol, batching, quantisation, bad outputs, and the
+"""Predictor: the inference protocol (docs/eval.md), batching, quantisation, bad outputs, and the
 exported model file round trip."""
 
 import numpy as np

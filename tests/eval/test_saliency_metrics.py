@@ -200,7 +200,7 @@ def test_pysod_preset_matches_pysodmetrics_per_image_on_random_maps():
 
 
 def _relation_holds(preds, gts):
-    """METRICS.md: for 8-bit maps with min 0 and max 255 and non-empty gt, the paper's maxFβ
+    """docs/metrics.md: for 8-bit maps with min 0 and max 255 and non-empty gt, the paper's maxFβ
     equals PySOD's dynamic-F maximum restricted to t = 1..255 (and the curves coincide)."""
     fm, _, _ = pysod_run(preds, gts)
     ref_curve = np.array(fm.changeable_fms).mean(axis=0)[::-1]  # t = 0..255 ascending

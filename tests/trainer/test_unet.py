@@ -1,4 +1,5 @@
-"""The U-Net of PAPER.md section 5: size, shapes, the two named losses, the export contract."""
+"""The authors' U-Net (the paper, section 3.4): size, shapes, the two named losses, the export
+contract."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from trainer.unet import (
 
 
 def test_parameter_count_matches_the_paper():
-    # PAPER.md section 5: "About 13.4 M parameters". Exact figure for the old milesial
+    # The authors' U-Net has about 13.4 M parameters. Exact figure for the early milesial
     # layout with 2 output classes: 13,395,394 (one fewer 64->1 filter for BCE: 13,395,329).
     assert count_parameters(UNet(1.0, "ce")) == 13_395_394
     assert count_parameters(UNet(1.0, "bce")) == 13_395_329
