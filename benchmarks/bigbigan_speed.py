@@ -4,28 +4,29 @@
     python benchmarks/bigbigan_speed.py --device cpu             # CPU figure, tiny batch
     python benchmarks/bigbigan_speed.py --batch-sizes 256 --modes bf16,bf16-compiled
 
-One mask needs two generator forwards, G(z) and G(z + r h) (PAPER.md section 2), so
+One mask needs two generator forwards, G(z) and G(z + r h) (the paper, section 2), so
 masks/s = images/s / 2; "batch" is images per forward. The FLOP count per image is measured with
 torch.utils.flop_counter (convs and matmuls; ~42.2 GFLOP, so ~84.5 GFLOP per mask). On an H100
-the issue's limit is ~9.5k masks/s (about 800 dense bf16 TFLOP/s); the goal is >= 40% of it.
+the FLOP limit is ~9.5k masks/s (about 800 dense bf16 TFLOP/s); the goal is >= 40% of it.
 `--peak-tflops` sets the limit for another card; without it the H100 figure is used on GPU.
-Modes: fp32, bf16 (autocast), fp16, and '<mode>-compiled' (torch.compile on top).
+Modes: fp32, bf16 (autocast), fp16, and '<mode>-compiled' (torch.compile on top). Measured
+numbers: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
 from generator.gans.bigbigan_torch import BigBiGANTorch, build_model
+from segcore.cli import run_cli
+from segcore.device import resolve_device
+from segcore.options import Parser
 
-H100_MASKS_PER_S = 9.5e3  # the issue's FLOP limit for one H100
+PROG = "python benchmarks/bigbigan_speed.py"
+H100_MASKS_PER_S = 9.5e3  # the FLOP limit of one H100: ~800 dense bf16 TFLOP/s / 84.5 GFLOP
 
 
 def flops_per_image(model) -> float:
@@ -63,22 +64,30 @@ def time_mode(model, device, mode, batch, iters, warmup, channels_last, compile_
     return batch / seconds / 2.0  # masks/s: two forwards per mask
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--batch-sizes", default=None, help="default: 64,128,256,512 on GPU, 2 on CPU"
+def main(argv=None) -> int:
+    parser = Parser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--modes", default=None, help="default: fp32,bf16,bf16-compiled on GPU, fp32 on CPU"
+        "--device",
+        default="auto",
+        help="auto (cuda if any), cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-sizes", default=None, help="comma list (default: 64,128,256,512 on GPU, 2 on CPU)"
+    )
+    parser.add_argument(
+        "--modes",
+        default=None,
+        help="comma list (default: fp32,bf16,bf16-compiled on GPU, fp32 on CPU)",
     )
     parser.add_argument("--iters", type=int, default=None, help="default: 20 on GPU, 2 on CPU")
     parser.add_argument("--warmup", type=int, default=None, help="default: 3 on GPU, 1 on CPU")
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     parser.add_argument(
-        "--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs"
+        "--compile-mode",
+        default=None,
+        help="torch.compile mode, e.g. max-autotune-no-cudagraphs (default: torch's own)",
     )
     parser.add_argument(
         "--peak-tflops",
@@ -86,8 +95,9 @@ def main() -> int:
         default=None,
         help="dense bf16 peak of the card (default on GPU: the H100 limit)",
     )
-    args = parser.parse_args()
-    gpu = args.device.startswith("cuda")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
     batches = [int(b) for b in (args.batch_sizes or ("64,128,256,512" if gpu else "2")).split(",")]
     modes = (args.modes or ("fp32,bf16,bf16-compiled" if gpu else "fp32")).split(",")
     iters = args.iters or (20 if gpu else 2)
@@ -99,7 +109,7 @@ def main() -> int:
 
     model, _ = build_model("random")
     flops = flops_per_image(model)
-    card = torch.cuda.get_device_name() if gpu else f"CPU ({torch.get_num_threads()} threads)"
+    card = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {card}; torch {torch.__version__}; random weights (speed only)")
     print(f"FLOP per image {flops / 1e9:.1f} G, per mask (2 forwards) {2 * flops / 1e9:.1f} G")
     limit = None
@@ -112,7 +122,7 @@ def main() -> int:
         for batch in batches:
             rate = time_mode(
                 model,
-                args.device,
+                device,
                 mode,
                 batch,
                 iters,
@@ -126,4 +136,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, PROG)

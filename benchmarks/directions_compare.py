@@ -8,15 +8,14 @@ a fixed evaluation batch, the cosine between the two vectors and the IoU between
 with --truth (a "module:function" returning the true object mask [N, H, W] for latents z),
 also the IoU with the truth.
 
-    .venv/bin/python benchmarks/directions_compare.py --gan toyworld --out runs/dirs_cmp
-    .venv/bin/python benchmarks/directions_compare.py \
+    python benchmarks/directions_compare.py --gan toyworld --out runs/dirs_cmp
+    python benchmarks/directions_compare.py \
         --gan tests.directions.toy_gans:build_planted --truth tests.directions.toy_gans:truth_mask \
         --discover-steps 300 --width 16 --out /tmp/dirs_cmp
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import time
@@ -24,13 +23,17 @@ from pathlib import Path
 
 import torch
 
-from generator.directions.backend import resolve_device
 from generator.directions.config import DiscoverConfig, OptimizeConfig
 from generator.directions.discover import discover
 from generator.directions.optimize import optimize_direction
 from generator.directions.pick import choose_sign, pick_direction, write_direction_file
 from generator.directions.score import DirectionScorer, FitSettings, score_directions
 from generator.gans import load_gan
+from segcore.cli import run_cli
+from segcore.device import resolve_device
+from segcore.options import Parser
+
+PROG = "python benchmarks/directions_compare.py"
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -38,22 +41,47 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a & b).sum()) / union if union else 1.0
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--gan", required=True)
-    p.add_argument("--weights", default=None)
-    p.add_argument("--device", default="auto")
+def main(argv=None) -> int:
+    p = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("--gan", required=True, help="registry name or module:factory (required)")
+    p.add_argument("--weights", default=None, help="the backend's weights (default: its own)")
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)"
+    )
     p.add_argument("--out", required=True, help="folder for dirs.pt and both direction.json")
     p.add_argument("--k", type=int, default=None, help="directions to discover (default: d)")
-    p.add_argument("--discover-steps", type=int, default=2000)
-    p.add_argument("--width", type=int, default=64, help="reconstructor width")
-    p.add_argument("--discover-lr", type=float, default=1e-4)
-    p.add_argument("--optimize-steps", type=int, default=500)
-    p.add_argument("--restarts", type=int, default=4)
-    p.add_argument("--shift", type=float, default=5.0)
-    p.add_argument("--truth", default=None, help="module:function(z) -> bool masks [N,H,W]")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    p.add_argument(
+        "--discover-steps", type=int, default=2000, help="discovery steps (default: %(default)s)"
+    )
+    p.add_argument(
+        "--width", type=int, default=64, help="reconstructor width (default: %(default)s)"
+    )
+    p.add_argument(
+        "--discover-lr",
+        type=float,
+        default=1e-4,
+        help="discovery learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--optimize-steps",
+        type=int,
+        default=500,
+        help="direct optimisation steps (default: %(default)s)",
+    )
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=4,
+        help="direct optimisation restarts (default: %(default)s)",
+    )
+    p.add_argument("--shift", type=float, default=5.0, help="latent shift r (default: %(default)s)")
+    p.add_argument(
+        "--truth", default=None, help="module:function(z) -> bool masks [N,H,W] (default: none)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)"
+    )
+    args = p.parse_args(argv)
 
     device = resolve_device(args.device)
     backend = load_gan(args.gan, args.weights, device)
@@ -121,7 +149,8 @@ def main() -> None:
     }
     (out / "compare.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, PROG)

@@ -2,23 +2,26 @@
 settings: 200 steps x batch 4 + an evaluation batch) with and without a z pool, and discovery
 steps per second (batch 32, ResNet-18-width reconstructor unless --width).
 
-    .venv/bin/python benchmarks/directions_speed.py --gan random \
+    python benchmarks/directions_speed.py --gan random \
         --weights resolution=128,width=32,latent_dim=120 --directions 3 --discover-steps 10
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
 
-from generator.directions.backend import resolve_device
 from generator.directions.config import DiscoverConfig
 from generator.directions.discover import discover
 from generator.directions.score import FitSettings, score_directions
 from generator.gans import load_gan
+from segcore.cli import run_cli
+from segcore.device import resolve_device
+from segcore.options import Parser
+
+PROG = "python benchmarks/directions_speed.py"
 
 
 def _sync(device):
@@ -26,16 +29,17 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--gan", required=True)
-    p.add_argument("--weights", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--directions", type=int, default=3, help="directions to score")
-    p.add_argument("--pool-size", type=int, default=64)
-    p.add_argument("--discover-steps", type=int, default=10)
-    p.add_argument("--width", type=int, default=64)
-    args = p.parse_args()
+def main(argv=None) -> int:
+    dflt = "(default: %(default)s)"
+    p = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("--gan", required=True, help="registry name or module:factory (required)")
+    p.add_argument("--weights", default=None, help="the backend's weights (default: its own)")
+    p.add_argument("--device", default="auto", help=f"auto, cpu, cuda or cuda:N {dflt}")
+    p.add_argument("--directions", type=int, default=3, help=f"directions to score {dflt}")
+    p.add_argument("--pool-size", type=int, default=64, help=f"z pool of the pooled timing {dflt}")
+    p.add_argument("--discover-steps", type=int, default=10, help=f"timed discovery steps {dflt}")
+    p.add_argument("--width", type=int, default=64, help=f"reconstructor width {dflt}")
+    args = p.parse_args(argv)
     device = resolve_device(args.device)
     backend = load_gan(args.gan, args.weights, device)
     dirs = torch.eye(backend.latent_dim)[: args.directions]
@@ -58,7 +62,8 @@ def main() -> None:
         _sync(device)
         result["discover_steps_per_second"] = args.discover_steps / (time.perf_counter() - t0)
     print(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, PROG)

@@ -2,22 +2,27 @@
 
 Same 8-bit maps, PySOD's conventions on both sides (gt > 128, min-max normalisation,
 256 thresholds `>=`, binary IoU/accuracy at `pred > 0.5`), so the numbers must be identical;
-the paper-protocol configuration is timed too. Goal (issue 3): >= 5x faster.
+the paper-protocol configuration is timed too. Goal: >= 5x faster (measured numbers:
+docs/benchmarks.md).
 
-    .venv/bin/python benchmarks/eval_saliency_speed.py [--n 300] [--size 300x400] [--real DIR]
+    python benchmarks/eval_saliency_speed.py [--n 300] [--size 300x400] [--real DIR]
 
---real DIR uses the masks of a folder-pairs dataset (e.g. /work/shared/data/weizmann_horse)
+--real DIR uses the masks of a folder-pairs dataset (images/ + masks/, e.g. Weizmann Horse)
 with blurred, noisy predictions made from them, instead of random maps.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 
 import cv2
 import numpy as np
+
+from segcore.cli import UsageError, run_cli
+from segcore.options import Parser
+
+PROG = "python benchmarks/eval_saliency_speed.py"
 
 
 def make_maps(n: int, h: int, w: int, real: str | None):
@@ -85,14 +90,21 @@ def best_of(fn, repeats):
     return min(times), out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--size", default="300x400", help="HxW of random maps")
-    ap.add_argument("--real", default=None)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    h, w = map(int, args.size.split("x"))
+def main(argv=None) -> int:
+    ap = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=300, help="maps (default: %(default)s)")
+    ap.add_argument("--size", default="300x400", help="HxW of random maps (default: %(default)s)")
+    ap.add_argument(
+        "--real", default=None, help="folder-pairs dataset whose masks to use (default: none)"
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="best of N timings (default: %(default)s)"
+    )
+    args = ap.parse_args(argv)
+    try:
+        h, w = map(int, args.size.split("x"))
+    except ValueError as err:
+        raise UsageError(f"--size must be HxW, got {args.size!r}") from err
     from eval.metrics import SaliencyConventions
 
     preds, gts = make_maps(args.n, h, w, args.real)
@@ -119,7 +131,8 @@ def main() -> None:
     print(f"max |difference| PySOD vs eval (same conventions): {diff:.3g}")
     print(f"speed-up (pysod conventions, uint8 maps): {t_ref / t_ours:.1f}x (goal >= 5x)")
     print(f"speed-up (paper protocol, float32 maps):  {t_ref / t_f32:.1f}x")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, PROG)

@@ -6,18 +6,17 @@ conversion, JPEG/PNG encoding, tar + upload), with the random test backend at 12
     python benchmarks/generator_overhead.py --out s3://bucket/bench   # include a real upload
 
 Width 128 costs about 35 GFLOP per 128x128 image (printed), close to BigBiGAN's BigGAN-128
-generator (about 42 GFLOP, PAPER.md section 1), so it stands in for "a generator of realistic
-cost". The histogram filter is computed but set to pass (`--min-maxima 1`): the random
-GAN's images are mostly unimodal, and keeping nearly every draw is the worst case for the
-encoding cost. The goal (issue 4): everything else <= 10% of generator time. The script prints the
-split per drawn sample (one drawn sample = G(z) and G(z + r h)) and what dominates the rest.
-`encode` is the encoding time NOT hidden behind generation (encoding runs on threads while
-the GAN renders the next batch).
+generator (about 42 GFLOP, the paper, section 1), so it stands in for "a generator of
+realistic cost". The histogram filter is computed but set to pass (`--min-maxima 1`): the
+random GAN's images are mostly unimodal, and keeping nearly every draw is the worst case for the
+encoding cost. The goal: everything else <= 10% of generator time (measured numbers:
+docs/benchmarks.md). The script prints the split per drawn sample (one drawn sample = G(z) and
+G(z + r h)) and what dominates the rest. `encode` is the encoding time NOT hidden behind
+generation (encoding runs on threads while the GAN renders the next batch).
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 
@@ -27,6 +26,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from generator.gans import load_gan
 from generator.run import resolve_config
 from generator.shard_maker import ShardMaker
+from segcore.cli import run_cli
+from segcore.device import resolve_device
+from segcore.options import Parser
+from segcore.samples import encode_jpeg, encode_mask_png
+
+PROG = "python benchmarks/generator_overhead.py"
 
 OTHER = ("latents", "masks", "filters", "to_uint8", "encode", "tar_upload")
 
@@ -78,8 +83,6 @@ def png_levels(args) -> None:
     """Mask PNG cost vs compression level (cv2), on masks from the random GAN."""
     import numpy as np
 
-    from generator.shards import encode_jpeg, encode_mask_png
-
     weights = f"resolution={args.resolution},width=16"
     config, _ = resolve_config(
         shards=1,
@@ -105,23 +108,25 @@ def png_levels(args) -> None:
     print(f"    image JPEG q95: {ms:.3f} ms, {np.mean(sizes):.0f} bytes per image")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--widths", default="16,64,128")
-    p.add_argument("--resolution", type=int, default=128)
-    p.add_argument("--samples", type=int, default=16, help="samples per shard")
-    p.add_argument("--shards", type=int, default=2, help="timed shards per width")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="cpu")
+def main(argv=None) -> int:
+    dflt = "(default: %(default)s)"
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--widths", default="16,64,128", help=f"random GAN widths, comma list {dflt}")
+    p.add_argument("--resolution", type=int, default=128, help=f"image size {dflt}")
+    p.add_argument("--samples", type=int, default=16, help=f"samples per shard {dflt}")
+    p.add_argument("--shards", type=int, default=2, help=f"timed shards per width {dflt}")
+    p.add_argument("--batch-size", type=int, default=16, help=f"generator batch {dflt}")
+    p.add_argument("--device", default="cpu", help=f"cpu, cuda, cuda:N or auto {dflt}")
     p.add_argument(
         "--min-maxima",
         type=int,
         default=1,
         help="histogram filter threshold; 1 (always passes, still computed) makes "
-        "nearly every draw a kept sample: the worst case for encoding cost",
+        f"nearly every draw a kept sample: the worst case for encoding cost {dflt}",
     )
     p.add_argument("--out", default=None, help="where shards go (default: a temp folder)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    args.device = str(resolve_device(args.device))
     print(f"{args.resolution}px encoding costs on this machine:")
     png_levels(args)
     print(
@@ -144,7 +149,8 @@ def main() -> None:
             f"    -> the 10% goal holds for any generator slower than "
             f"{10 * r['other'] * per:.1f} ms per draw (2 images) at this remainder"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, PROG)

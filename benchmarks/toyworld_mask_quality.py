@@ -1,6 +1,6 @@
 """How good are the synthetic masks of the shipped toy-world GAN and direction? (diagnostic)
 
-    .venv/bin/python benchmarks/toyworld_mask_quality.py [--n 1000] [--direction FILE] [--shift 5]
+    python benchmarks/toyworld_mask_quality.py [--n 1000] [--direction FILE] [--shift 5]
         [--min-fractions 0,0.01,0.02,0.05,0.1]
 
 The 2-layer toy-world generator draws an alpha for its object; the pipeline never reads it, but
@@ -15,14 +15,8 @@ toy world's --min-fraction was chosen without a world label: G's alpha is the GA
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generator.direction_file import load_direction
 from generator.filters import FilterSettings, apply_filters
@@ -30,6 +24,7 @@ from generator.gans.toyworld import build
 from generator.masks import make_masks
 from generator.run import resolve_mask
 from segcore.cli import UsageError, run_cli
+from segcore.options import Parser
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,17 +32,22 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
-PROG = "benchmarks/toyworld_mask_quality.py"
+PROG = "python benchmarks/toyworld_mask_quality.py"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--weights", default=None, help="default: the shipped weights")
+    dflt = "(default: %(default)s)"
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=1000, help=f"prior samples {dflt}")
+    p.add_argument("--weights", default=None, help="toy-world weights (default: the shipped ones)")
     p.add_argument("--direction", default=None, help="default: the shipped direction")
     p.add_argument("--shift", type=float, default=None, help="default: the direction's shift")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-fractions", default="0,0.01,0.02,0.05,0.1", help="comma list")
+    p.add_argument("--seed", type=int, default=0, help=f"seed of the latents {dflt}")
+    p.add_argument(
+        "--min-fractions",
+        default="0,0.01,0.02,0.05,0.1",
+        help=f"lower bounds of the mask-size filter, comma list {dflt}",
+    )
     args = p.parse_args(argv)
     try:
         bounds = [float(t) for t in args.min_fractions.split(",")]

@@ -1,4 +1,4 @@
-"""Trainer throughput: is the input pipeline ever the bottleneck? (issue 5, item 7)
+"""Trainer throughput: is the input pipeline ever the bottleneck?
 
 Prints images/s of
   model   the training step alone (forward + backward + Adam) on tensors already in memory,
@@ -6,17 +6,16 @@ Prints images/s of
           decode, batching) over shards written to a temp dir,
   both    the two together as in the training loop, with the data-wait fraction (time blocked
           on the loader / wall time);
-and the goal check: loader >= 3x model, data-wait < 5%.
+and the goal check: loader >= 3x model, data-wait < 5% (measured numbers: docs/benchmarks.md).
 
 CPU (default): 64 and 128 px, the paper's U-Net (width 1.0) at a small batch:
-    .venv/bin/python benchmarks/trainer_throughput.py
+    python benchmarks/trainer_throughput.py
 GPU (when CUDA is available): 128 px, batch 95 and 256, bf16 autocast, the card named:
     python benchmarks/trainer_throughput.py --gpu
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -28,6 +27,9 @@ import torch
 import webdataset as wds
 
 from segcore import schema
+from segcore.cli import run_cli
+from segcore.device import resolve_device
+from segcore.options import Parser
 from trainer import data
 from trainer.unet import UNet, segmentation_loss
 from trainer.validate import to_model_input
@@ -148,20 +150,22 @@ def run(label, device, size, batch, width, steps, workers, amp, folder):
     )
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PROG = "python benchmarks/trainer_throughput.py"
+
+
+def main(argv=None) -> int:
+    dflt = "(default: %(default)s)"
+    p = Parser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--gpu", action="store_true", help="GPU mode (needs CUDA)")
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--batch", type=int, default=8, help="CPU batch")
-    p.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader workers")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
-    args = p.parse_args()
+    p.add_argument("--width", type=float, default=1.0, help=f"U-Net width multiplier {dflt}")
+    p.add_argument("--batch", type=int, default=8, help=f"CPU batch {dflt}")
+    p.add_argument("--steps", type=int, default=6, help=f"timed steps per measurement {dflt}")
+    p.add_argument("--workers", type=int, default=1, help=f"DataLoader workers {dflt}")
+    p.add_argument("--threads", type=int, default=1, help=f"torch intra-op threads (CPU) {dflt}")
+    args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="trainer-bench-") as tmp:
         if args.gpu:
-            if not torch.cuda.is_available():
-                raise SystemExit("--gpu: CUDA is not available on this machine")
-            device = torch.device("cuda", 0)
+            device = resolve_device("cuda", option="--gpu")
             torch.backends.cudnn.benchmark = True
             print(f"GPU: {torch.cuda.get_device_name(device)}, bf16 autocast, width {args.width}, "
                   f"{args.workers} loader workers")  # fmt: skip
@@ -169,14 +173,15 @@ def main():
                 run(
                     "gpu", device, 128, batch, args.width, args.steps, args.workers, True, Path(tmp)
                 )
-            return
+            return 0
         torch.set_num_threads(args.threads)
         print(f"CPU: {args.threads} torch thread(s), {args.workers} loader worker(s), "
               f"width {args.width}, fp32")  # fmt: skip
         for size in (64, 128):
             run("cpu", torch.device("cpu"), size, args.batch, args.width, args.steps,
                 args.workers, False, Path(tmp))  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, PROG)

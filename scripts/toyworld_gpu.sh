@@ -8,8 +8,9 @@
 # command is rerun with --steps set to the last checkpointed step: it resumes there and fits the
 # encoder. There is no learning-rate schedule, so this equals a run started with that --steps
 # (up to CUDA's own nondeterminism: cudnn.benchmark, grid_sample's backward); the --steps
-# recorded in toyworld.json is the one trained, and the log is trimmed to it on resume. Used for the shipped weights
-# (README, "The embedded toy world"); python3 must hold torch, numpy, opencv, tqdm, fsspec, PIL.
+# recorded in toyworld.json is the one trained, and the log is trimmed to it on resume. The
+# shipped weights are variant A of this script (docs/toyworld.md). It runs from the repository
+# root; $PY (default python3) must hold torch, numpy, opencv, tqdm, fsspec and PIL.
 set -uo pipefail
 OUT=${1:?usage: toyworld_gpu.sh OUT}
 PY=${PY:-python3}
@@ -27,7 +28,7 @@ mkdir -p "$WORK" "$OUT"
 cd "$(dirname "$0")/.."
 
 declare -A ARGS=(
-    [A]=""  # the training defaults (TrainConfig): the shipped recipe
+    [A]=""  # the training defaults (toyworld.train_config.GanTrainConfig): the shipped recipe
     [B]="--g-width 32 --d-width 48 --e-width 32"
     [C]="--batch 128 --lr-g 1e-4 --lr-d 2e-4 --ema-decay 0.999"
     [T]="--batch 8 --g-width 4 --d-width 4 --e-width 4"

@@ -1,8 +1,8 @@
 """A procedural world of one object per scene, with the true mask of every scene.
 
-This is the embedded benchmark of the project (issue 8): a GAN is trained on the IMAGES of this
-world only (never the masks), and the unsupervised pipeline built on it is measured against the
-masks. The world is designed around what the method exploits (PAPER.md section 2): the object's
+This is the embedded benchmark of the project: a GAN is trained on the IMAGES of this world only
+(never the masks), and the unsupervised pipeline built on it is measured against the masks. The
+world is designed around what the method exploits (the paper, section 2): the object's
 brightness and the background's brightness are independent factors with a large variance, so a
 GAN that models the world has a reason to encode "lighten the object, not the background" as a
 latent direction. It is also designed so that a global colour/brightness threshold does not solve
@@ -54,7 +54,7 @@ def _colour(rng: np.random.Generator, level: float) -> np.ndarray:
     sat = rng.uniform(0.15, 0.85)
     hsv = np.array([[[hue, sat, 1.0]]], dtype=np.float32)
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
-    # scale so that the grey value (PAPER.md section 2 weights) equals the requested level
+    # scale so that the grey value (the paper's section 2 weights) equals the requested level
     gray = float(rgb @ np.array([0.2989, 0.5870, 0.1140], dtype=np.float32))
     rgb = rgb * (level / max(gray, 1e-3))
     return np.clip(rgb, 0.0, 1.0)
@@ -214,25 +214,40 @@ def write_folder(
     return out
 
 
-def main(argv=None) -> None:
-    """python -m toyworld.world OUT [--count 1000] [--seed S] [--resolution 32]"""
-    import argparse
+PROG = "python -m toyworld.world"
+DEFAULT_COUNT = 1000  # scenes the CLI writes
 
+
+def parser():
+    from segcore.options import Parser
+
+    p = Parser(prog=PROG, description="Write world scenes as images/ + masks/ (eval's layout).")
+    p.add_argument("out", help="folder to write images/ and masks/ into")
+    p.add_argument("--count", type=int, default=DEFAULT_COUNT, help="scenes (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=int, default=TEST_SEED, help="world seed (default: %(default)s, TEST_SEED)"
+    )
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=WorldConfig.resolution,
+        help="image size in pixels, >= 8 (default: %(default)s)",
+    )
+    return p
+
+
+def main(argv=None) -> None:
+    """python -m toyworld.world OUT [--count N] [--seed S] [--resolution R]; exits."""
     from segcore.cli import UsageError, run_cli
 
     def _main(argv):
-        p = argparse.ArgumentParser(prog="python -m toyworld.world")
-        p.add_argument("out", help="folder to write images/ and masks/ into")
-        p.add_argument("--count", type=int, default=1000)
-        p.add_argument("--seed", type=int, default=TEST_SEED)
-        p.add_argument("--resolution", type=int, default=WorldConfig.resolution)
-        args = p.parse_args(argv)
+        args = parser().parse_args(argv)
         if args.count < 1 or args.resolution < 8:
             raise UsageError("--count must be >= 1 and --resolution >= 8")
         out = write_folder(args.out, args.count, args.seed, WorldConfig(resolution=args.resolution))
         print(f"wrote {args.count} scenes to {out}")
 
-    run_cli(lambda _: _main(argv), "python -m toyworld.world")
+    run_cli(lambda _: _main(argv), PROG)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from toyworld import train
+from toyworld import train, train_images, train_loop
 
 TINY = [
     "--n-train", "48", "--batch", "8", "--resolution", "16", "--latent-dim", "8",
@@ -57,7 +57,7 @@ def test_outputs_and_recorded_statistics(tmp_path):
 
 def test_changed_options_do_not_resume_silently(tmp_path, capsys):
     _run(tmp_path, 2, 0)
-    with pytest.raises(train.UsageError, match="different configuration"):
+    with pytest.raises(train.UsageError, match=r"different config \(lr_g: 0\.0002 -> 0\.1\)"):
         train.main(["--out", str(tmp_path), "--steps", "4", "--lr-g", "0.1", *TINY])
     with pytest.raises(train.UsageError, match="resolution"):
         train.main(["--out", str(tmp_path / "x"), "--resolution", "24"])
@@ -89,8 +89,8 @@ def test_dcgan_variant_trains_and_bad_loss_is_refused(tmp_path):
 
 
 def test_parallel_rendering_gives_the_same_images(tmp_path):
-    one = train._load_images(tmp_path / "one", 600, 16, workers=1)
-    two = train._load_images(tmp_path / "two", 600, 16, workers=2)  # 2 chunks of 500 and 100
+    one = train_images.load_images(tmp_path / "one", 600, 16, workers=1)
+    two = train_images.load_images(tmp_path / "two", 600, 16, workers=2)  # 2 chunks of 500 and 100
     assert one.shape == (600, 16, 16, 3) and one.std() > 10
     assert (one == two).all()
     assert (tmp_path / "two" / "train_images_600_16.npy").exists()  # cached for a resume
@@ -98,7 +98,7 @@ def test_parallel_rendering_gives_the_same_images(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
 def test_cuda_device_without_cuda_is_a_clear_error(tmp_path):
-    with pytest.raises(train.UsageError, match="no CUDA device"):
+    with pytest.raises(train.UsageError, match="CUDA is not available"):
         train.main(["--out", str(tmp_path / "x"), "--device", "cuda", *TINY])
     assert not (tmp_path / "x").exists()
 
@@ -108,5 +108,18 @@ def test_resume_drops_log_records_after_the_checkpoint(tmp_path):
     log = tmp_path / "train_log.jsonl"
     recs = [{"step": 200}, {"step": 400}, {"step": 600}, {"encoder_step": 50}]
     log.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    train._trim_log(log, {"step": 500, "encoder_step": 0})
+    train_loop.trim_log(log, {"step": 500, "encoder_step": 0})
     assert [json.loads(x) for x in log.read_text().splitlines()] == [{"step": 200}, {"step": 400}]
+
+
+def test_the_config_checks_its_own_values(tmp_path):
+    from toyworld.train_config import GanTrainConfig
+
+    GanTrainConfig()  # the defaults are valid
+    for bad in ({"loss": "wgan"}, {"n_train": 4, "batch": 8}, {"log_every": 0}, {"threads": 0}):
+        with pytest.raises(ValueError):
+            GanTrainConfig(**bad)
+    args = ["--out", str(tmp_path / "x"), *TINY, "--ckpt-every", "0"]
+    with pytest.raises(train.UsageError, match="ckpt_every"):
+        train.main(args)
+    assert not (tmp_path / "x").exists()
