@@ -1,12 +1,13 @@
 """python -m generator: GAN samples -> latent-shift masks -> filters -> WebDataset shards.
 
-On a laptop (Ray in-process, CPU actors, the built-in random GAN):
+On a laptop (Ray in-process, CPU actors, the default GAN: the embedded toy-world GAN):
     python -m generator --shards 4 --samples-per-shard 64 --out runs/gen1
 On a Ray cluster (one actor per GPU, shards uploaded by the workers):
     ray job submit -- python -m generator --shards 500 --gan NAME --direction dir.json \
         --out s3://bucket/run1 --address auto
 Re-running the same command resumes (finished shards are skipped); a different config on an
-existing run folder is refused. See README.md, "Generator".
+existing run folder is refused. The defaults are those of `GeneratorConfig` (generator/config.py)
+and `RaySettings` (generator/ray_runner.py). Manual: docs/generator.md.
 """
 
 from __future__ import annotations
@@ -14,82 +15,105 @@ from __future__ import annotations
 import argparse
 import sys
 
+from segcore import options
 from segcore.cli import UsageError, run_cli
 
 PROG = "python -m generator"
 
+# GeneratorConfig fields that are flags, in --help order, with their help texts. The other
+# fields are resolved from the direction file and the embeddings (direction, operators,
+# latents_sha256, ...) or are library settings (component_ratio, max_fraction, ...).
+_CONFIG_HELP = {
+    "shards": "number of shards",
+    "samples_per_shard": "samples per shard",
+    "gan": "GAN backend",  # build_parser lists the registry's names
+    "weights": "weights path or handle for --gan (none: the backend's default)",
+    "latents": "'prior' (N(0,I)) or embeddings FILE.npy",
+    "alpha": "noise scale for embeddings latents",
+    "filters": "filters to apply",  # build_parser lists them
+    "connectivity": "pixel connectivity of the components filter",
+    "min_fraction": "mask-size filter: also reject masks covering less than this fraction "
+    "(0: no lower bound, as in the paper's code; an empty mask then passes)",
+    "seed": "seed of the latent streams",
+    "batch_size": "latents per forward (x2 images)",
+    "jpeg_quality": "JPEG quality of the images",
+    "png_compression": "PNG compression level of the masks (0..9)",
+}
+_RAY_HELP = {
+    "workers": "Ray actors (none: one per GPU, else one per CPU)",
+    "address": "Ray address, 'auto' joins a cluster (none: start Ray in-process)",
+    "device": "actor device: auto uses GPU actors when the cluster has GPUs",
+    "max_tries": "tries per shard before failing",
+}
+NO_FILTERS = "none"
+# the flags passed to resolve_config under their own names
+_SAMPLE_OPTIONS = (
+    "samples_per_shard", "alpha", "connectivity", "min_fraction", "seed", "batch_size",
+    "jpeg_quality", "png_compression",
+)  # fmt: skip
 
-def parse_args(argv):
+
+def build_parser() -> argparse.ArgumentParser:
+    from generator.config import GeneratorConfig
     from generator.filters import FILTERS
-    from generator.gans import DEFAULT_GAN, available
+    from generator.gans import available
     from generator.masks import MASKS
+    from generator.ray_runner import RaySettings
+    from generator.run import DEFAULT_SHIFT, MASK_AUTO
 
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = options.Parser(prog=PROG, description=__doc__.split("\n")[0])
+    what = p.add_argument_group("what to generate (recorded in the run's config.json)")
+    helps = {
+        **_CONFIG_HELP,
+        "gan": f"one of: {', '.join(available())}, or package.module:factory",
+        "filters": f"filters to apply, from {','.join(FILTERS)}, or '{NO_FILTERS}'",
+    }
+    options.add_options(
+        what, GeneratorConfig, only=list(_CONFIG_HELP), help=helps, choices={"connectivity": (4, 8)}
     )
-    p.add_argument("--shards", type=int, required=True, help="number of shards")
-    p.add_argument("--out", required=True, help="run folder: local path or s3://bucket/prefix")
-    p.add_argument("--samples-per-shard", type=int, default=1000)
-    p.add_argument("--gan", default=DEFAULT_GAN, help=f"one of: {', '.join(available())}")
-    p.add_argument("--weights", default=None, help="weights path or handle for --gan")
-    p.add_argument(
+    what.add_argument(
         "--direction",
         default=None,
-        help="direction file (.json from 'directions score --pick', or .npy/.pt); "
-        "default: the GAN's shipped direction, if it has one",
+        help="direction file (.json from 'directions score --pick', or .npy/.pt) "
+        "(default: the GAN's shipped direction, if it has one)",
     )
-    p.add_argument(
+    what.add_argument(
         "--shift",
-        type=float,
+        type=options.finite_float,
         default=None,
-        help="shift r in z + r*h (default: the direction file's, else 5)",
+        help=f"shift r in z + r*h (default: the direction file's, else {DEFAULT_SHIFT})",
     )
-    p.add_argument("--latents", default="prior", help="'prior' (N(0,I)) or embeddings FILE.npy")
-    p.add_argument("--alpha", type=float, default=0.2, help="noise scale for embeddings latents")
-    p.add_argument(
+    what.add_argument(
         "--mask",
-        choices=("auto", *MASKS),
-        default="auto",
-        help="auto: 'affine' (Appendix B) when the direction file carries fitted operators "
-        "(written by 'directions score --pick'), else 'lighter' (the paper's rule)",
+        choices=(MASK_AUTO, *MASKS),
+        default=MASK_AUTO,
+        help=f"{MASK_AUTO}: 'affine' (Appendix B) when the direction file carries fitted "
+        "operators (written by 'directions score --pick'), else 'lighter' (the paper's rule) "
+        "(default: %(default)s)",
     )
-    p.add_argument(
-        "--filters",
-        default=",".join(FILTERS),
-        help=f"comma list from {','.join(FILTERS)}, or 'none'",
+    where = p.add_argument_group("where and how it runs")
+    where.add_argument(
+        "--out", required=True, help="run folder: local path or s3://bucket/prefix (required)"
     )
-    p.add_argument("--connectivity", type=int, choices=(4, 8), default=8)
-    p.add_argument(
-        "--min-fraction",
-        type=float,
-        default=0.0,
-        help="mask-size filter: also reject masks covering less than this fraction "
-        "(0: no lower bound, as in the paper's code; an empty mask then passes)",
+    options.add_options(
+        where,
+        RaySettings,
+        only=list(_RAY_HELP),
+        help=_RAY_HELP,
+        choices={"device": ("auto", "cpu", "cuda")},
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64, help="latents per forward (x2 images)")
-    p.add_argument("--jpeg-quality", type=int, default=95)
-    p.add_argument("--png-compression", type=int, default=1)
-    p.add_argument(
-        "--workers", type=int, default=None, help="actors (default: one per GPU, else one per CPU)"
-    )
-    p.add_argument(
-        "--address",
-        default=None,
-        help="Ray address ('auto' joins a cluster); default: start Ray in-process",
-    )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument(
+    where.add_argument(
         "--resume",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="finish an existing run with the same config (--no-resume: refuse "
-        "an existing run folder)",
+        "an existing run folder) (default: %(default)s)",
     )
-    p.add_argument("--max-tries", type=int, default=3, help="tries per shard before failing")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
@@ -98,13 +122,9 @@ def main(argv=None) -> int:
     from segcore import storage
 
     args = parse_args(argv)
-    filters = (
-        ()
-        if args.filters.strip() == "none"
-        else tuple(f.strip() for f in args.filters.split(",") if f.strip())
-    )
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    settings = options.config_from_args(RaySettings, args, max_tries=max(1, args.max_tries))
     config, embeddings = resolve_config(
         shards=args.shards,
         gan_name=args.gan,
@@ -112,22 +132,9 @@ def main(argv=None) -> int:
         direction_file=args.direction,
         shift=args.shift,
         latents=args.latents,
-        samples_per_shard=args.samples_per_shard,
-        alpha=args.alpha,
         mask=args.mask,
-        filters=filters,
-        connectivity=args.connectivity,
-        min_fraction=args.min_fraction,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        jpeg_quality=args.jpeg_quality,
-        png_compression=args.png_compression,
-    )
-    settings = RaySettings(
-        workers=args.workers,
-        address=args.address,
-        device=args.device,
-        max_tries=max(1, args.max_tries),
+        filters=() if args.filters == (NO_FILTERS,) else args.filters,
+        **{name: getattr(args, name) for name in _SAMPLE_OPTIONS},
     )
     try:
         records = generate(config, args.out, embeddings, settings, resume=args.resume)

@@ -1,12 +1,13 @@
-"""The generator's one typed, frozen run config (STYLE.md principle 2).
+"""The generator's one typed, frozen run config; its defaults are the CLI's (`python -m generator`).
 
 The resolved config (direction vector included, so a run folder is self-describing) is written
 to `config.json` at the run root with the software version and its hash. Resume is allowed only
 when the hash matches. Fields that do not change any sample are left out of the hash:
 `shards` (shard i does not depend on how many shards exist, so a run may be extended) and the
 paths the direction and embeddings were read from (their content is in the config: the vector,
-and `latents_sha256`). Fields added later (`HASH_ONLY_WHEN_SET`) count only when set, so run
-folders made before they existed keep their hash.
+and `latents_sha256`). Fields in `HASH_ONLY_WHEN_SET` count only when set away from their
+neutral value, so a config.json that lacks such a field has the same hash as one that holds it
+at that value.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator.filters import FILTERS, FilterSettings
+from generator.gans import DEFAULT_GAN
 from generator.masks import MASKS
 from segcore.config import config_hash
 
 HASH_EXCLUDE = ("shards", "direction_file", "latents")
-# fields added after runs were made: hashed only when set away from their neutral value, so a
-# run folder written before a field existed keeps its hash (and resumes) under this version
+# field -> neutral value: hashed only when set away from it, so a config.json without the field
+# (neutral by definition) has the same hash as a config with it left at its neutral value
 HASH_ONLY_WHEN_SET = {"min_fraction": 0.0}
 
 
@@ -28,13 +30,13 @@ class GeneratorConfig:
     shards: int
     direction: tuple[float, ...]  # unit vector, z' = z + shift * direction makes objects lighter
     samples_per_shard: int = 1000
-    gan: str = "random"
+    gan: str = DEFAULT_GAN
     weights: str | None = None
     direction_file: str | None = None  # where `direction` was read from (info only)
-    shift: float = 5.0  # r in PAPER.md section 2
+    shift: float = 5.0  # r in z' = z + r h
     latents: str = "prior"  # "prior" or the embeddings .npy it was read from
     latents_sha256: str | None = None
-    alpha: float = 0.2  # z = E(I_i) + alpha * xi (section 4); unused for the prior
+    alpha: float = 0.2  # z = E(I_i) + alpha * xi (E-BigBiGAN latents); unused for the prior
     mask: str = "lighter"
     operators: tuple | None = None  # [2][3][4] affine maps for mask "affine" (Appendix B)
     bright_operator: int | None = None

@@ -38,9 +38,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from segcore import storage
+from segcore import options, storage
 from segcore.cli import UsageError, run_cli
 
+PROG = "python -m generator.convert"
 N_CLASSES = 1000  # BigGAN's embedding table size in the authors' checkpoint
 _EMA_RE = re.compile(r"/(ema_[^/]+)$")
 # Generator variables the port has no use for (power-iteration v, BN counters).
@@ -220,22 +221,29 @@ def convert_bigbigan(hub: str, out: str, ema: bool = True) -> dict:
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m generator.convert",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def build_parser() -> options.Parser:
+    from generator.gans.bigbigan_hub import DEFAULT_HANDLE
+
+    parser = options.Parser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="what", required=True)
+    sub = parser.add_subparsers(dest="what", required=True, parser_class=options.Parser)
     p = sub.add_parser("bigbigan", help="TF-Hub BigBiGAN generator -> PyTorch BigGAN-128 .pth")
     p.add_argument(
         "--hub",
-        default=None,
+        default=DEFAULT_HANDLE,
         help="module URL (from the TF-Hub cache) or extracted module directory "
-        "(default: https://tfhub.dev/deepmind/bigbigan-resnet50/1)",
+        "(default: %(default)s)",
     )
-    p.add_argument("--out", required=True, help="output .pth (local path or fsspec URL)")
-    p.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")
+    p.add_argument("--out", required=True, help="output .pth (local path or fsspec URL) (required)")
+    p.add_argument(
+        "--no-ema", action="store_true", help="use the raw, not the EMA, weights (default: EMA)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     report = convert_bigbigan(args.hub, args.out, ema=not args.no_ema)
     print(
@@ -259,4 +267,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m generator.convert")
+    run_cli(main, PROG)

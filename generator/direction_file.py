@@ -4,7 +4,7 @@ Accepted by the generator's `--direction`:
 - the JSON file `python -m generator.directions score --pick` writes:
       {"format": "gan-objseg/direction/v1", "gan": NAME, "latent_dim": d,
        "vector": [d floats, unit norm, sign applied so that z + shift * vector makes the
-                  object LIGHTER, PAPER.md section 2],
+                  object LIGHTER, the paper's mask rule],
        "shift": 5.0, "index": k, "sign": +1 | -1,
        "operators": optional [[3x4], [3x4]] fitted affine colour maps A1, A2 (Appendix B),
        "bright_operator": optional 0 | 1 (which of them brightens), ...extra facts}

@@ -1,4 +1,4 @@
-"""Embed a folder of images with a GAN's encoder: the latents of E-BigBiGAN (PAPER.md section 4).
+"""Embed a folder of images with a GAN's encoder: the latents of the paper's E-BigBiGAN.
 
     python -m generator.embed --gan bigbigan-hub --images DIR --out z.npy
     python -m generator.embed --gan bigbigan-hub --weights /path/to/module --images DIR \
@@ -30,24 +30,36 @@ from pathlib import Path
 
 import numpy as np
 
-from segcore import storage
+from segcore import options, storage
 from segcore.cli import UsageError, run_cli
-from segcore.config import config_hash, dump_json
+from segcore.config import config_hash, differences, dump_json
 
+PROG = "python -m generator.embed"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclasses.dataclass(frozen=True)
 class EmbedConfig:
-    gan: str
-    weights: str | None
-    images: str
-    out: str
-    output: str | None  # encoder output name; None = the backend's default (z_sample)
-    size: int | None  # None = the backend's encoder_resolution (256 for BigBiGAN)
-    chunk_size: int
+    """What is embedded, and how; its hash identifies the run (resume, "already complete")."""
+
+    images: str  # the folder, resolved
+    out: str  # the output .npy (local path or fsspec URL)
     n_images: int
     image_list_sha256: str
+    gan: str = "bigbigan-hub"
+    weights: str | None = None
+    output: str | None = None  # encoder output name; None = the backend's default (z_sample)
+    size: int | None = None  # None = the backend's encoder_resolution (256 for BigBiGAN)
+    chunk_size: int = 4096  # images per resumable chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedSettings:
+    """How the embedding runs; not part of the config hash, so a resumed run may change them."""
+
+    batch_size: int = 64
+    device: str = "auto"
+    workers: int = 4  # image decoding threads
 
 
 def list_images(root: str) -> list[str]:
@@ -114,7 +126,7 @@ def _encode_fn(backend, output: str | None):
     return lambda x: backend.encode(x, output=chosen)
 
 
-def embed(cfg: EmbedConfig, names: list[str], batch_size: int, device: str, workers: int) -> int:
+def embed(cfg: EmbedConfig, names: list[str], batch_size: int, device, workers: int) -> int:
     """Run (or resume, or skip) the embedding described by `cfg`; returns the images encoded."""
     import torch
 
@@ -129,8 +141,8 @@ def embed(cfg: EmbedConfig, names: list[str], batch_size: int, device: str, work
             print(f"{storage.redact(cfg.out)} is already complete ({cfg.n_images} images)")
             return 0
         raise UsageError(
-            f"{storage.redact(cfg.out)} exists from a different run (config hash "
-            f"{done.get('config_hash')} != {h}); remove it or choose another --out"
+            f"{storage.redact(cfg.out)} exists from a different run ({_what_differs(done, cfg)}); "
+            "remove it or choose another --out"
         )
     parts = cfg.out + ".parts"
     progress = storage.join(parts, "progress.json")
@@ -143,8 +155,8 @@ def embed(cfg: EmbedConfig, names: list[str], batch_size: int, device: str, work
         rec = json.loads(storage.read_bytes(progress))
         if rec.get("config_hash") != h:
             raise UsageError(
-                f"{storage.redact(parts)} holds chunks of a different run; delete it or "
-                "rerun with the same arguments"
+                f"{storage.redact(parts)} holds chunks of a different run "
+                f"({_what_differs(rec, cfg)}); delete it or rerun with the same arguments"
             )
     todo = [i for i in range(n_chunks) if chunk_name(i) not in finished]
     sizes = [min(cfg.chunk_size, cfg.n_images - i * cfg.chunk_size) for i in range(n_chunks)]
@@ -194,6 +206,13 @@ def embed(cfg: EmbedConfig, names: list[str], batch_size: int, device: str, work
     return encoded
 
 
+def _what_differs(saved: dict, cfg: EmbedConfig) -> str:
+    """The fields in which the run recorded in `saved` (progress.json or the z.json sidecar)
+    differs from `cfg`; the config hashes when no field does."""
+    diff = differences(saved.get("config", {}), cfg)
+    return "; ".join(diff) or f"config hash {saved.get('config_hash')} != {config_hash(cfg)}"
+
+
 def _remove_parts(parts: str, n_chunks: int, chunk_name) -> None:
     names = [chunk_name(i) for i in range(n_chunks)] + ["progress.json"]
     if storage.is_remote(parts):
@@ -207,55 +226,52 @@ def _remove_parts(parts: str, n_chunks: int, chunk_name) -> None:
         base.rmdir()
 
 
+_CONFIG_HELP = {
+    "images": "folder of images (searched recursively)",
+    "out": "output .npy (local path or fsspec URL)",
+    "gan": "a backend with an encoder",
+    "weights": "backend weights / TF-Hub handle (none: the backend's default)",
+    "output": "encoder output: z_sample (the paper's) or z_mean (none: z_sample)",
+    "size": "resize/crop size (none: the backend's encoder resolution, 256)",
+    "chunk_size": "images per resumable chunk",
+}
+_SETTINGS_HELP = {
+    "batch_size": "images per encoder call",
+    "device": "torch device: auto (cuda if available), cpu, cuda, cuda:N",
+    "workers": "image decoding threads",
+}
+
+
+def build_parser() -> options.Parser:
+    parser = options.Parser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    derived = ("n_images", "image_list_sha256")  # from the folder's listing
+    options.add_options(parser, EmbedConfig, skip=derived, help=_CONFIG_HELP)
+    options.add_options(parser, EmbedSettings, help=_SETTINGS_HELP)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m generator.embed",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--gan", default="bigbigan-hub", help="a backend with an encoder")
-    parser.add_argument("--weights", default=None, help="backend weights / TF-Hub handle")
-    parser.add_argument("--images", required=True, help="folder of images (searched recursively)")
-    parser.add_argument("--out", required=True, help="output .npy (local path or fsspec URL)")
-    parser.add_argument(
-        "--output", default=None, help="encoder output: z_sample (default, paper) or z_mean"
-    )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--chunk-size", type=int, default=4096, help="images per resumable chunk")
-    parser.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help="resize/crop size (default: the backend's encoder resolution, 256)",
-    )
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
-    parser.add_argument("--workers", type=int, default=4, help="image decoding threads")
-    args = parser.parse_args(argv)
+    from segcore.device import resolve_device
+
+    args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.chunk_size < 1:
         raise UsageError("--batch-size and --chunk-size must be >= 1")
     if not args.out.endswith(".npy"):
         raise UsageError(f"--out must end with .npy, got {args.out}")
     names = list_images(args.images)
-    device = args.device
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    listing = hashlib.sha256("\n".join(names).encode()).hexdigest()
-    cfg = EmbedConfig(
-        gan=args.gan,
-        weights=args.weights,
+    device = resolve_device(args.device)
+    cfg = options.config_from_args(
+        EmbedConfig,
+        args,
         images=str(Path(args.images).resolve()),
-        out=args.out,
-        output=args.output,
-        size=args.size,
-        chunk_size=args.chunk_size,
         n_images=len(names),
-        image_list_sha256=listing,
+        image_list_sha256=hashlib.sha256("\n".join(names).encode()).hexdigest(),
     )
     embed(cfg, names, args.batch_size, device, args.workers)
     return 0
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m generator.embed")
+    run_cli(main, PROG)

@@ -1,4 +1,4 @@
-"""Sample filters (PAPER.md section 3), in the order of the authors' code:
+"""The paper's sample filters, in the order of the authors' code:
 
 1. connected components - EDITS the mask: zero every component whose area is <= `ratio` x the
    largest one (keep `area / largest > ratio`); never rejects.
@@ -6,7 +6,7 @@
    `fraction < max_fraction`). The authors' code has no lower bound, so an empty mask passes;
    `min_fraction` (default 0, the code's behaviour) adds one: keep `fraction >= min_fraction`.
    An empty mask on an image that has an object says "this object is background", the same
-   noisy supervision the upper bound is there to remove (README, "Generator").
+   noisy supervision the upper bound is there to remove (docs/toyworld.md).
 3. histogram - on the SHIFTED image G(z'), the 3 channels pooled, values in [-1, 1], `bins`
    bins; a moving sum of window 3 (zero padding 1); local maxima with non-strict comparisons
    (an end bin compares with its one neighbour); keep the sample if it has >= `min_maxima`.

@@ -1,4 +1,4 @@
-"""Latent codes for one shard (PAPER.md section 4).
+"""Latent codes for one shard: the prior, or the paper's dataset-adapted (E-BigBiGAN) latents.
 
 - prior: z ~ N(0, I)
 - dataset-adapted ("E-BigBiGAN"): z = E(I_i) + alpha * xi, i ~ U{0..N-1}, xi ~ N(0, I), with

@@ -12,7 +12,7 @@ import os
 
 from segcore import __version__, schema, storage
 from segcore.cli import UsageError
-from segcore.config import dump_json
+from segcore.config import differences, dump_json
 
 
 def record_url(out: str, index: int) -> str:
@@ -83,9 +83,12 @@ def open_run(out: str, config, resume: bool = True) -> dict[int, dict]:
         except (ValueError, KeyError, TypeError) as err:
             raise UsageError(f"{storage.redact(url)} is not a generator config: {err}") from err
         if old_hash != config.hash:
+            diff = _differences(existing["config"], config)
+            named = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
+            if not diff:
+                named = f"hash {old_hash} vs {config.hash}; the fields agree, the software does not"
             raise UsageError(
-                f"{storage.redact(out)} holds a run with a different config (hash {old_hash}, "
-                f"this one {config.hash}; {_differences(existing['config'], config)}); "
+                f"{storage.redact(out)} holds a run with a different config ({named}); "
                 "use a new --out or the same options to resume"
             )
         finished = finished_records(out)
@@ -101,22 +104,13 @@ def open_run(out: str, config, resume: bool = True) -> dict[int, dict]:
     return {}
 
 
-def _differences(old: dict, config) -> str:
-    """'key: run value vs this value' for each hashed field that differs (the first 5)."""
+def _differences(old: dict, config) -> list[str]:
+    """'key: run value -> this value' for each hashed field that differs between the config.json
+    fields `old` and `config` (a field of HASH_ONLY_WHEN_SET that `old` lacks has its neutral
+    value)."""
     from generator.config import HASH_EXCLUDE, HASH_ONLY_WHEN_SET
-    from segcore.config import to_dict
 
-    new = json.loads(json.dumps(to_dict(config), default=str))  # the JSON types of config.json
-    old = {**HASH_ONLY_WHEN_SET, **old}  # a run older than a field has its neutral value
-    keys = sorted((set(old) | set(new)) - set(HASH_EXCLUDE))
-    diff = [
-        f"{k}: {old.get(k)!r} in the run vs {new.get(k)!r} now"
-        for k in keys
-        if old.get(k) != new.get(k)
-    ]
-    if not diff:
-        return "the fields agree; the software version may hash them differently"
-    return "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
+    return differences({**HASH_ONLY_WHEN_SET, **old}, config, ignore=HASH_EXCLUDE)
 
 
 def _config_blob(config) -> bytes:

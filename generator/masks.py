@@ -1,4 +1,5 @@
-"""Masks from a latent shift (PAPER.md section 2), vectorised over the batch, on any device.
+"""Masks from a latent shift (the paper's rule and Appendix B's), vectorised over the batch, on
+any device.
 
 All functions take raw generator outputs in [-1, 1], shape [N, 3, H, W], and return bool masks
 [N, H, W] (True = object). `img` is G(z), `shifted` is G(z + r h) with h pointing so that the
@@ -13,7 +14,7 @@ from generator.directions.operators import AffinePair, assignment, pixel_errors
 
 MASKS = ("lighter", "mean", "affine")
 
-# ITU-R BT.601 luma, the weights of the authors' rgb2gray (PAPER.md section 2)
+# ITU-R BT.601 luma, the weights of the authors' rgb2gray
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
 
@@ -26,7 +27,7 @@ def gray(x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
 
 
 def lighter_mask(img: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
-    """M = gray(G(z + r h)) > gray(G(z)), strict (section 2, the default)."""
+    """M = gray(G(z + r h)) > gray(G(z)), strict (the paper's rule, the default)."""
     return gray(shifted) > gray(img)
 
 

@@ -1,10 +1,10 @@
 """Shards on Ray: one actor per GPU (or per CPU), one call = one whole shard.
 
-DESIGN.md, "Where things run": each actor loads the GAN once in `__init__`; a call generates,
-filters, writes and uploads one shard and returns only its manifest record. The driver keeps
-at most `per_actor` calls queued per actor (bounded in-flight work, `ray.wait`), retries a failed
-shard on another actor (an actor that died is replaced), gives up on a shard after
-`max_tries` tries and then fails listing every such shard.
+Each actor loads the GAN once in `__init__`; a call generates, filters, writes and uploads
+one shard and returns only its manifest record. The driver keeps at most `per_actor` calls
+queued per actor (bounded in-flight work, `ray.wait`), retries a failed shard on another actor
+(an actor that died is replaced), gives up on a shard after `max_tries` tries and then fails
+listing every such shard.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ class ShardActor:
     """Ray actor body (decorated in `_actor_class`): holds one ShardMaker."""
 
     def __init__(self, config, embeddings, use_gpu: bool, crash_marker: str | None = None):
-        import torch
-
         from generator.shard_maker import ShardMaker
+        from segcore.device import resolve_device
 
-        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        # a GPU actor sees only its own GPU (Ray sets CUDA_VISIBLE_DEVICES); "auto" falls back
+        # to the CPU where the GPU is only a logical resource (tests)
+        device = resolve_device("auto" if use_gpu else "cpu")
         self.maker = ShardMaker(config, embeddings, device=device)
         self.crash_marker = crash_marker
 

@@ -16,6 +16,9 @@ from generator.ray_runner import RaySettings, init_ray, run_shards
 from segcore import storage
 from segcore.cli import UsageError
 
+MASK_AUTO = "auto"  # the mask rule of `resolve_mask`: chosen by the direction file
+DEFAULT_SHIFT = GeneratorConfig.__dataclass_fields__["shift"].default  # without one in the file
+
 
 def resolve_direction(gan, direction_file: str | None):
     """The Direction for this run: the file if given, else the backend's default, else refuse."""
@@ -36,7 +39,7 @@ def resolve_mask(mask: str, has_operators: bool) -> str:
     """`auto` -> Appendix B's "affine" rule for a direction picked by `directions score --pick`
     (it carries the operators fit for it), the paper's "lighter" rule for a plain vector such
     as h_bg. Any other rule is returned as given."""
-    if mask != "auto":
+    if mask != MASK_AUTO:
         return mask
     return "affine" if has_operators else "lighter"
 
@@ -64,8 +67,8 @@ def resolve_config(
         embeddings = load_embeddings(latents, gan.latent_dim)
         sha = hashlib.sha256(embeddings.tobytes()).hexdigest()
     operators = direction.operators.tolist() if direction.operators is not None else None
-    # "auto" is the CLI's default, and the library's too
-    options["mask"] = resolve_mask(options.get("mask", "auto"), operators is not None)
+    # MASK_AUTO is the CLI's default, and the library's too
+    options["mask"] = resolve_mask(options.get("mask", MASK_AUTO), operators is not None)
     try:
         config = GeneratorConfig(
             shards=shards,
@@ -73,7 +76,7 @@ def resolve_config(
             weights=weights,
             direction=tuple(float(v) for v in direction.vector),
             direction_file=str(direction_file) if direction_file else None,
-            shift=float(shift if shift is not None else (direction.shift or 5.0)),
+            shift=float(shift if shift is not None else (direction.shift or DEFAULT_SHIFT)),
             latents=str(latents),
             latents_sha256=sha,
             operators=operators,

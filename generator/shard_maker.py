@@ -8,7 +8,6 @@ samples are accepted in draw order until the shard is full.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +19,9 @@ from generator.filters import ACCEPTED, REJECTED_BY, apply_filters
 from generator.latents import ShardLatents
 from generator.manifest import make_record, write_record
 from generator.masks import make_masks
-from generator.shards import encode_jpeg, encode_mask_png, publish_shard
+from generator.shards import publish_shard
 from segcore import schema
+from segcore.samples import encode_sample
 
 _REASON_NAME = {code: name for name, code in REJECTED_BY.items()}
 
@@ -134,13 +134,14 @@ class ShardMaker:
         return np.stack(images), np.stack(masks), metas, attempts, rejected
 
     def encode_sample(self, image, mask, meta) -> dict:
-        cfg = self.config
-        return {
-            "__key__": schema.sample_key(meta["shard"], meta["sample"]),
-            schema.IMAGE_KEY: encode_jpeg(image, cfg.jpeg_quality),
-            schema.MASK_KEY: encode_mask_png(mask, cfg.png_compression),
-            schema.META_KEY: json.dumps(meta, sort_keys=True).encode(),
-        }
+        return encode_sample(
+            schema.sample_key(meta["shard"], meta["sample"]),
+            image,
+            mask,
+            meta,
+            jpeg_quality=self.config.jpeg_quality,
+            png_compression=self.config.png_compression,
+        )
 
     def make_shard(self, index: int, out: str, crash_hook=None) -> dict:
         """Generate, write, publish shard `index` under `out`, then its manifest record."""

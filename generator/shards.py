@@ -1,6 +1,6 @@
-"""Writing one shard: encode samples, write a WebDataset tar to a LOCAL temp file, publish it
-in one step (segcore.storage.put_file_atomic: rename locally, one PUT remotely). A shard is
-therefore visible only when complete. Layout and keys: segcore/schema.py.
+"""Writing one shard: a WebDataset tar of encoded samples (segcore.samples) written to a LOCAL
+temp file, then published in one step (segcore.storage.put_file_atomic: rename locally, one PUT
+remotely). A shard is therefore visible only when complete. Layout and keys: segcore/schema.py.
 
 Tars are byte-reproducible: fixed mtime/owner in the tar headers, deterministic encoders, so a
 re-run of shard i yields the same bytes (and sha256) when the generator is deterministic.
@@ -10,33 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import tarfile
 import tempfile
 from pathlib import Path
 
-import cv2
-import numpy as np
 import webdataset as wds
 
 from segcore import schema, storage
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-def encode_mask_png(mask: np.ndarray, compression: int) -> bytes:
-    """bool [H, W] -> single-channel PNG with values {0, 255}."""
-    img = np.where(mask, np.uint8(255), np.uint8(0))
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
+from segcore.samples import decode_meta, decode_sample
 
 
 def write_tar(path: str | Path, samples) -> None:
@@ -84,15 +66,14 @@ def read_shard(url: str) -> list[dict]:
             grouped.setdefault(key, {"__key__": key})[ext] = tar.extractfile(member).read()
     out = []
     for key, raw in grouped.items():
-        img = cv2.imdecode(np.frombuffer(raw[schema.IMAGE_KEY], np.uint8), cv2.IMREAD_COLOR)
-        mask = cv2.imdecode(np.frombuffer(raw[schema.MASK_KEY], np.uint8), cv2.IMREAD_UNCHANGED)
+        image, mask = decode_sample(raw)
         out.append(
             {
                 "__key__": key,
-                "image": img[:, :, ::-1].copy(),
+                "image": image,
                 "mask": mask > 127,
                 "mask_raw": mask,
-                "meta": json.loads(raw[schema.META_KEY]),
+                "meta": decode_meta(raw),
             }
         )
     return out

@@ -1,5 +1,5 @@
-"""Automatic discovery and selection of the segmenting latent direction (PAPER.md section 9,
-Appendix B of the paper).
+"""Automatic discovery and selection of the segmenting latent direction (Appendix B of the
+paper). Manual: docs/directions.md.
 
     python -m generator.directions discover --gan NAME --k K --steps S --out dirs.pt
     python -m generator.directions score --gan NAME --directions dirs.pt --out DIR --pick

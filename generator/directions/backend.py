@@ -1,6 +1,7 @@
-"""Backend helpers for the direction tools: device, gradient checks, freezing, z sampling.
+"""Backend helpers for the direction tools: gradient checks, freezing, z sampling.
 
-`--gan` is resolved by `generator.gans.load_gan` (a registry name or "module.path:factory").
+`--gan` is resolved by `generator.gans.load_gan` (a registry name or "module.path:factory"),
+`--device` by `segcore.device.resolve_device`.
 """
 
 from __future__ import annotations
@@ -8,16 +9,6 @@ from __future__ import annotations
 import torch
 
 from segcore.cli import UsageError
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """ "auto" (or None) -> cuda if available, else cpu; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise UsageError(f"bad --device {device!r}: {err}") from err
 
 
 def require_differentiable(backend, what: str) -> None:

@@ -1,6 +1,6 @@
 """`python -m generator.directions {discover,score,optimize}`: see the package docstring.
 
---gan takes a registry name or a "module.path:factory" spec (generator/directions/backend.py).
+--gan takes a registry name or a "module.path:factory" spec (generator.gans.load_gan).
 Bad input ends with one line on stderr and exit 2 (segcore.cli).
 """
 
@@ -12,99 +12,94 @@ import json
 import sys
 
 from segcore import config as cfgio
-from segcore import storage
+from segcore import options, storage
 from segcore.cli import UsageError
 
 PROG = "python -m generator.directions"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors follow the one-line / exit 2 rule too
-        raise UsageError(message)
+# Help texts of the flags; each default comes from the command's config (config.py).
+_COMMON_HELP = {
+    "gan": "registry name or module.path:factory",
+    "weights": "backend weights (backend-specific)",
+    "device": "auto (cuda if available), cpu, cuda:0 ...",
+    "seed": "seed of every random draw",
+}
+_SCORE_HELP = {
+    "directions": "dirs.pt [K,d], .npy, or 'coords'",
+    "out": "output folder (ranking.json, sheets, ...)",
+    "shift": "shift r of each direction",
+    "steps": "Adam steps per fit",
+    "lr": "Adam learning rate of the operator fit",
+    "batch": "images per fit step",
+    "pool_size": "0: fresh z every step (paper); N: draw the batches from N fixed z's (faster)",
+    "eval_batch": "images of the evaluation batch",
+    "keep_top": "fraction of the valid directions kept by separation D_h",
+    "dominant_max": "drop a direction that puts this fraction of the pixels in one class",
+    "sheets": "PNG sheets to write",
+    "sheet_images": "images per sheet",
+    "pick": "write DIR/direction.json for the best",
+    "pick_direction": "with --pick: take this direction index instead of the best ranked one",
+    "gen_batch": "images per generator call",
+}
+_DISCOVER_HELP = {
+    "out": "dirs.pt; the checkpoint is OUT.ckpt",
+    "k": "number of directions (<= latent size)",
+    "steps": "training steps",
+    "batch": "batch size",
+    "lr": "Adam learning rate (deformator and reconstructor)",
+    "shift_scale": "eps = shift_scale * U(-1, 1)",
+    "min_shift": "|eps| pushed up to this",
+    "shift_weight": "weight of the L1 loss on eps",
+    "width": "reconstructor width",
+    "ckpt_every": "steps between checkpoints",
+    "log_every": "steps between log lines",
+}
+_OPTIMIZE_HELP = {
+    "out": "output folder (direction.json, ...)",
+    "shift": "shift r of the direction",
+    "steps": "Adam steps per restart",
+    "batch": "images per step",
+    "lr": "Adam learning rate of the direction",
+    "op_lr": "Adam learning rate of the operators",
+    "sep_weight": "weight of the separation D_h in the loss",
+    "area_weight": "weight of the area penalty",
+    "area_min": "smallest object fraction without penalty",
+    "area_max": "largest object fraction without penalty",
+    "temperature": "soft assignment temperature of the area term",
+    "restarts": "random restarts",
+    "init": "start from this direction file (none: random starts)",
+    "fit_steps": "Adam steps of the final operator fit",
+    "eval_batch": "images of the final evaluation batch",
+}
+# config fields that are library settings, not flags
+_NOT_FLAGS = {"score": ("init_bias",), "discover": ("init_scale",), "optimize": ("sheet_images",)}
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gan", required=True, help="registry name or module.path:factory")
-    p.add_argument("--weights", default=None, help="backend weights (backend-specific)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0 ...")
-    p.add_argument("--seed", type=int, default=0)
+def _add_command(sub, name: str, cls, helps: dict, text: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=text, description=text)
+    options.add_options(p, cls, only=_COMMON_HELP, help=_COMMON_HELP)
+    skip = (*_COMMON_HELP, *_NOT_FLAGS[name])
+    rest = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    options.add_options(p, cls, only=rest, help=helps)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     from generator.directions.config import DiscoverConfig, OptimizeConfig, ScoreConfig
 
-    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    fmt = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
-
-    s = sub.add_parser("score", help="rank directions by Appendix B (L_h, D_h, area filter)", **fmt)
-    _common(s)
-    d = ScoreConfig.__dataclass_fields__
-    s.add_argument("--directions", required=True, help="dirs.pt [K,d], .npy, or 'coords'")
-    s.add_argument("--out", required=True, help="output folder (ranking.json, sheets, ...)")
-    s.add_argument("--shift", type=float, default=d["shift"].default)
-    s.add_argument("--steps", type=int, default=d["steps"].default, help="Adam steps per fit")
-    s.add_argument("--lr", type=float, default=d["lr"].default)
-    s.add_argument("--batch", type=int, default=d["batch"].default)
-    s.add_argument(
-        "--pool-size",
-        type=int,
-        default=0,
-        help="0: fresh z every step (paper); N: draw the batches from N fixed z's (faster)",
+    parser = options.Parser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=options.Parser)
+    text = "rank directions by Appendix B (L_h, D_h, area filter)"
+    _add_command(sub, "score", ScoreConfig, _SCORE_HELP, text)
+    text = "Voynov & Babenko 2020 unsupervised directions"
+    g = _add_command(sub, "discover", DiscoverConfig, _DISCOVER_HELP, text)
+    g.add_argument(
+        "--resume", action="store_true", help="continue from OUT.ckpt if present (default: no)"
     )
-    s.add_argument("--eval-batch", type=int, default=d["eval_batch"].default)
-    s.add_argument("--keep-top", type=float, default=d["keep_top"].default)
-    s.add_argument("--dominant-max", type=float, default=d["dominant_max"].default)
-    s.add_argument("--sheets", type=int, default=d["sheets"].default, help="PNG sheets to write")
-    s.add_argument("--sheet-images", type=int, default=d["sheet_images"].default)
-    s.add_argument("--gen-batch", type=int, default=d["gen_batch"].default)
-    s.add_argument("--pick", action="store_true", help="write DIR/direction.json for the best")
-    s.add_argument(
-        "--pick-direction",
-        type=int,
-        default=None,
-        help="with --pick: take this direction index instead of the best ranked one",
-    )
-
-    g = sub.add_parser("discover", help="Voynov & Babenko 2020 unsupervised directions", **fmt)
-    _common(g)
-    d = DiscoverConfig.__dataclass_fields__
-    g.add_argument("--k", type=int, required=True, help="number of directions (<= latent size)")
-    g.add_argument("--steps", type=int, required=True)
-    g.add_argument("--out", required=True, help="dirs.pt; the checkpoint is OUT.ckpt")
-    g.add_argument("--batch", type=int, default=d["batch"].default)
-    g.add_argument("--lr", type=float, default=d["lr"].default)
-    g.add_argument("--width", type=int, default=d["width"].default, help="reconstructor width")
-    g.add_argument("--ckpt-every", type=int, default=d["ckpt_every"].default)
-    g.add_argument("--log-every", type=int, default=d["log_every"].default)
-    g.add_argument("--shift-scale", type=float, default=d["shift_scale"].default,
-                   help="eps = shift_scale * U(-1, 1)")  # fmt: skip
-    g.add_argument("--min-shift", type=float, default=d["min_shift"].default,
-                   help="|eps| pushed up to this")  # fmt: skip
-    g.add_argument("--shift-weight", type=float, default=d["shift_weight"].default,
-                   help="weight of the L1 loss on eps")  # fmt: skip
-    g.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
-
-    o = sub.add_parser("optimize", help="directly optimise a segmenting direction", **fmt)
-    _common(o)
-    d = OptimizeConfig.__dataclass_fields__
-    o.add_argument("--out", required=True, help="output folder (direction.json, ...)")
-    for name in ("shift", "lr", "op_lr", "sep_weight", "area_weight", "area_min", "area_max",
-                 "temperature"):  # fmt: skip
-        o.add_argument("--" + name.replace("_", "-"), type=float, default=d[name].default)
-    for name in ("steps", "batch", "restarts", "fit_steps", "eval_batch"):
-        o.add_argument("--" + name.replace("_", "-"), type=int, default=d[name].default)
-    o.add_argument("--init", default=None, help="start from this direction file")
-    for sp in (s, g, o):  # show every default in --help, not only those with a help text
-        for action in sp._actions:
-            if action.help is None and action.option_strings:
-                action.help = "(default: %(default)s)"
+    text = "directly optimise a segmenting direction"
+    _add_command(sub, "optimize", OptimizeConfig, _OPTIMIZE_HELP, text)
     return parser
-
-
-def _config(cls, args: argparse.Namespace):
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
 def _check(cond: bool, message: str) -> None:
@@ -128,11 +123,15 @@ def _score_resume_state(cfg, dirs, latent_dim: int) -> dict[int, dict]:
         old = json.loads(storage.read_bytes(cfg_url))
     except ValueError as err:
         raise UsageError(f"{storage.redact(cfg_url)} is not valid JSON: {err}") from err
-    chash = cfgio.config_hash(cfg, exclude=SCORE_RESUME_FREE)
-    if old.get("config_hash") != chash or old.get("directions_sha") != _sha(dirs):
+    chash, sha = cfgio.config_hash(cfg, exclude=SCORE_RESUME_FREE), _sha(dirs)
+    if old.get("config_hash") != chash or old.get("directions_sha") != sha:
+        diff = cfgio.differences(old.get("config", {}), cfg, ignore=SCORE_RESUME_FREE)
+        if old.get("directions_sha") != sha:
+            diff.append(f"directions sha256: {old.get('directions_sha')} -> {sha}")
+        named = "; ".join(diff) or f"config hash {old.get('config_hash')} -> {chash}"
         raise UsageError(
-            f"{storage.redact(cfg.out)} holds scores made with other options or directions; "
-            "choose another --out (or delete it)"
+            f"{storage.redact(cfg.out)} holds scores made with other options or directions "
+            f"({named}); choose another --out (or delete it)"
         )
     known = {}
     for name in storage.list_names(storage.join(cfg.out, "scores")):
@@ -151,13 +150,13 @@ def _sha(dirs) -> str:
 def run_score(cfg) -> int:
     import torch
 
-    from generator.directions.backend import resolve_device
     from generator.directions.loading import load_directions
     from generator.directions.operators import AffinePair
     from generator.directions.pick import pick_direction, write_direction_file
     from generator.directions.score import DirectionScorer, FitSettings, score_directions
     from generator.directions.sheets import sheet_png
     from generator.gans import load_gan
+    from segcore.device import resolve_device
 
     _check(cfg.shift > 0, f"--shift must be > 0, got {cfg.shift}")
     for name in ("steps", "batch", "eval_batch", "gen_batch"):
@@ -261,11 +260,11 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.command == "score":
-        return run_score(_config(ScoreConfig, args))
+        return run_score(options.config_from_args(ScoreConfig, args))
     if args.command == "discover":
         from generator.directions.discover import run_discover
 
-        return run_discover(_config(DiscoverConfig, args), resume=args.resume)
+        return run_discover(options.config_from_args(DiscoverConfig, args), resume=args.resume)
     from generator.directions.optimize import run_optimize
 
-    return run_optimize(_config(OptimizeConfig, args))
+    return run_optimize(options.config_from_args(OptimizeConfig, args))

@@ -1,5 +1,5 @@
 """Unsupervised discovery of interpretable latent directions (Voynov & Babenko 2020), the
-first step of the paper's search for the segmenting direction (PAPER.md section 9).
+first step of the paper's search for the segmenting direction (the paper, Appendix B).
 
 A deformator A (orthogonal, `deformator.py`) turns (k, eps) into the latent shift
 A(eps e_k); a reconstructor (`reconstructor.py`) sees (G(z), G(z + A(eps e_k))) and must tell
@@ -104,9 +104,11 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
             )
         state = _load(ckpt)
         if state.get("config_hash") != chash:
+            diff = cfgio.differences(state.get("config", {}), cfg, ignore=RESUME_FREE)
+            named = "; ".join(diff) or f"config hash {state.get('config_hash')} -> {chash}"
             raise UsageError(
-                f"checkpoint {storage.redact(ckpt)} was made with other options "
-                f"({state.get('config')}); only {', '.join(RESUME_FREE)} may change on resume"
+                f"checkpoint {storage.redact(ckpt)} was made with other options ({named}); "
+                f"only {', '.join(RESUME_FREE)} may change on resume"
             )
         deformator.load_state_dict(state["deformator"])
         reconstructor.load_state_dict(state["reconstructor"])
@@ -183,8 +185,8 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
 
 
 def run_discover(cfg: DiscoverConfig, *, resume: bool = False) -> int:
-    from generator.directions.backend import resolve_device
     from generator.gans import load_gan
+    from segcore.device import resolve_device
 
     device = resolve_device(cfg.device)
     backend = load_gan(cfg.gan, cfg.weights, device)

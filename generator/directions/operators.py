@@ -10,7 +10,7 @@ and measure how different the two maps are by the separation
 
     D_h = mean over pixels of  || A_1 G(z)_xy - A_2 G(z)_xy ||^2 .
 
-Conventions (named, PAPER.md asks for them): images are in [-1, 1] (the paper quotes its
+Conventions (named, since the numbers depend on them): images are in [-1, 1] (the paper quotes its
 operators for [0, 1] pixels, so its numbers are 1/4 of ours for the squared distances);
 || . ||^2 sums the 3 channels and "mean" averages pixels and images; operator outputs are
 clamped to [-1, 1]; the mask (eq. 7) is each pixel's argmin j, ties going to operator 0.

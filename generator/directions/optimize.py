@@ -174,10 +174,10 @@ def optimize_direction(backend, cfg: OptimizeConfig, *, init=None, progress: boo
 
 def run_optimize(cfg: OptimizeConfig) -> int:
     from generator.direction_file import load_direction
-    from generator.directions.backend import resolve_device
     from generator.directions.pick import choose_sign, write_direction_file
     from generator.directions.sheets import sheet_png
     from generator.gans import load_gan
+    from segcore.device import resolve_device
 
     device = resolve_device(cfg.device)
     backend = load_gan(cfg.gan, cfg.weights, device)

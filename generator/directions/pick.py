@@ -1,4 +1,4 @@
-"""From a scored direction to the direction file the generator reads (PAPER.md section 2).
+"""From a scored direction to the direction file the generator reads.
 
 The generator's mask rule is "lighter": M = gray(G(z + r v)) > gray(G(z)). So the saved
 vector v must be signed so that the OBJECT brightens:

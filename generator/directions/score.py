@@ -1,4 +1,4 @@
-"""Score candidate directions and rank them (Appendix B.2, PAPER.md section 9).
+"""Score candidate directions and rank them (Appendix B.2 of the paper).
 
 For each unit direction h (shifted by r, the paper uses r = 5):
   1. fit A1, A2 on pairs (G(z), G(z + r h)) -- eq. 6, Adam lr 5e-3, 200 steps, batch 4;
@@ -33,9 +33,9 @@ from generator.directions.operators import (
 from generator.masks import gray
 from segcore.progress import progress_bar
 
-# Object-class rule (documented in README.md, "Finding the segmenting direction"): the object is the class that is
-# under-represented on the image border (backgrounds surround objects); when the border gives
-# no evidence (shares within BORDER_MARGIN), the object is the minority class by area.
+# Object-class rule (see docs/directions.md): the object is the class that is under-represented
+# on the image border (backgrounds surround objects); when the border gives no evidence (shares
+# within BORDER_MARGIN), the object is the minority class by area.
 BORDER_MARGIN = 0.02
 
 

@@ -13,7 +13,7 @@ import importlib
 
 from segcore.cli import UsageError
 
-# name -> "module:factory". Filled in by each backend's issue.
+# name -> "module:factory"
 _REGISTRY: dict[str, str] = {
     "random": "generator.gans.random_dcgan:build",
     "bigbigan": "generator.gans.bigbigan_torch:build",
@@ -21,7 +21,8 @@ _REGISTRY: dict[str, str] = {
     "toyworld": "generator.gans.toyworld:build",
 }
 
-DEFAULT_GAN = "toyworld"  # the embedded GAN trained on the toy world (issue 8)
+# the default of every `--gan` and of GeneratorConfig.gan: the embedded toy-world GAN
+DEFAULT_GAN = "toyworld"
 
 
 def available() -> list[str]:

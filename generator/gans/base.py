@@ -1,4 +1,4 @@
-"""The GAN backend protocol (DESIGN.md, "GAN backends").
+"""The GAN backend protocol (see docs/gan-backends.md).
 
 A backend is an object with:
     name: str

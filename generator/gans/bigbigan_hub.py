@@ -1,4 +1,4 @@
-"""`--gan bigbigan-hub`: the BigBiGAN TF-Hub module itself (PAPER.md section 1).
+"""`--gan bigbigan-hub`: the BigBiGAN TF-Hub module itself (the paper's generator and encoder).
 
     --gan bigbigan-hub                               https://tfhub.dev/deepmind/bigbigan-resnet50/1
                                                      from the TF-Hub cache (TFHUB_CACHE_DIR)

@@ -1,4 +1,4 @@
-"""`--gan bigbigan`: BigBiGAN's generator as a PyTorch BigGAN-128 port (PAPER.md section 1).
+"""`--gan bigbigan`: BigBiGAN's generator (the paper's) as a PyTorch BigGAN-128 port.
 
     --gan bigbigan --weights BigBiGAN_x1.pth    the authors' converted checkpoint, or the output
                                                 of `python -m generator.convert bigbigan`

@@ -9,7 +9,7 @@ from that code loads key for key:
     bn                    gain, bias, stored_mean, stored_var
     Attention             theta, phi, g, o (SNConv2d 1x1, no bias), gamma
 
-Spectral norm (PAPER.md section 1): in eval mode ajbrock's `SN.W_()` runs one power iteration
+Spectral norm: in eval mode ajbrock's `SN.W_()` runs one power iteration
 from the stored `u0` without updating it, so W / sigma is a constant of the checkpoint. We
 compute it once (`fold_spectral_norm`) and then run plain conv/linear: same numbers, no
 per-forward power iteration. A layer refuses to run before it is folded, so unfolded weights can
@@ -107,7 +107,7 @@ class ccbn(nn.Module):
     def forward(self, x, y):
         gain = (1 + self.gain(y)).view(y.shape[0], -1, 1, 1)
         bias = self.bias(y).view(y.shape[0], -1, 1, 1)
-        # Eval-mode BN with the stored statistics (PAPER.md section 1: outputs do not depend
+        # Eval-mode BN with the stored statistics (outputs do not depend
         # on the batch, so z and z + r h can share one batch).
         out = F.batch_norm(x, self.stored_mean, self.stored_var, None, None, False, 0.0, self.eps)
         return out * gain + bias

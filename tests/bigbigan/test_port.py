@@ -21,7 +21,7 @@ from tests.bigbigan.conftest import run_cli
 def test_full_config_has_paper_parameter_count():
     model = BigGANGenerator(BigGANConfig())
     n = sum(p.numel() for p in model.parameters())
-    # PAPER.md section 1: "about 70.4 M parameters" (BigGAN-128, G_ch 96, 1000-row embedding).
+    # BigGAN-128 (G_ch 96, 1000-row embedding) has about 70.4 M parameters.
     assert round(n / 1e5) == 704, n
     assert model.config.z_chunk == 20 and model.config.shared_dim + 20 == 148
     assert model.blocks[0][0].bn1.gain.weight.shape == (1536, 148)
@@ -79,7 +79,7 @@ def test_sample_does_not_depend_on_batch(random_backend):
         x = random_backend.generate(z)
         x1 = random_backend.generate(z[1:2])
     assert x.shape == (3, 3, 128, 128) and x.min() >= -1 and x.max() <= 1
-    # eval-mode BN: z and z + r h can share a batch (PAPER.md section 1)
+    # eval-mode BN: z and z + r h can share a batch
     assert torch.allclose(x[1:2], x1, atol=1e-5)
     assert not torch.allclose(x[0], x[1], atol=1e-3)
 

@@ -127,7 +127,7 @@ def test_cli_run_resume_and_refusal(tmp_path):
     other = _run([*base, "--seed", "7"])
     stdout, stderr = other.communicate(timeout=120)
     assert other.returncode == 2 and "different config" in stderr
-    assert "seed: 0 in the run vs 7 now" in stderr
+    assert "different config (seed: 0 -> 7)" in stderr
 
 
 @pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Filters (PAPER.md section 3) on hand-built inputs with literal expected answers."""
+"""The paper's filters on hand-built inputs with literal expected answers."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Latent streams (PAPER.md section 4) and the random test backend."""
+"""Latent streams (prior and E-BigBiGAN) and the random test backend."""
 
 import numpy as np
 import pytest

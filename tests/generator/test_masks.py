@@ -1,4 +1,4 @@
-"""Masks (PAPER.md section 2, Appendix B eq. 7) on hand-made pixels."""
+"""Masks (the paper's rule, Appendix B eq. 7) on hand-made pixels."""
 
 import pytest
 import torch

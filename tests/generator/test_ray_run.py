@@ -121,6 +121,6 @@ def test_different_config_on_existing_run_is_refused(full_run):
     before = {n: (out / n).read_bytes() for n in _files(out)}
     other, _ = small_config(shards=SHARDS, seed=1)
     # the message names what differs, so a changed default is easy to spot
-    with pytest.raises(UsageError, match=r"different config .*seed: 0 in the run vs 1 now"):
+    with pytest.raises(UsageError, match=r"different config \(seed: 0 -> 1\)"):
         generate(other, str(out), None, RaySettings(workers=1))
     assert {n: (out / n).read_bytes() for n in _files(out)} == before

@@ -170,9 +170,9 @@ def test_samples_hands_pixels_over_without_keeping_them(maker):
         assert (img == ref_img).all() and (mask == ref_mask).all()
 
 
-def test_min_fraction_hashes_only_when_set_so_older_runs_still_resume():
-    """Runs written before --min-fraction existed have no such key in config.json: with the
-    bound unset the hash is the one the old software wrote, so they resume; set, it changes."""
+def test_min_fraction_hashes_only_when_set_so_runs_without_the_key_resume():
+    """A run folder whose config.json has no min_fraction key resumes: with the bound unset the
+    hash is that of the config without the field; set, the hash changes."""
     import dataclasses
     import json
 
@@ -180,7 +180,7 @@ def test_min_fraction_hashes_only_when_set_so_older_runs_still_resume():
     from generator.manifest import _differences
 
     config, _ = small_config()
-    # the hash the software wrote before the field existed (commit 6fef3e0, same config)
+    # the pinned hash of this config without the min_fraction field (as commit 6fef3e0 wrote it)
     assert config.hash == "1554930857d91293"
     old_fields = {
         k: v
@@ -189,8 +189,8 @@ def test_min_fraction_hashes_only_when_set_so_older_runs_still_resume():
     }
     bounded, _ = small_config(min_fraction=0.02)
     assert bounded.hash != config.hash
-    # a run from before the field, refused for another reason, does not list min_fraction
+    # a run without the key, refused for another reason, does not list min_fraction
     old_run = json.loads(json.dumps(old_fields, default=str))
     old_run["seed"] = 5
-    assert _differences(old_run, config) == "seed: 5 in the run vs 0 now"
-    assert "min_fraction: 0.0 in the run vs 0.02 now" in _differences(old_run, bounded)
+    assert _differences(old_run, config) == ["seed: 5 -> 0"]
+    assert "min_fraction: 0.0 -> 0.02" in _differences(old_run, bounded)
