@@ -1,13 +1,13 @@
-"""Benchmark of the whole unsupervised pipeline on the embedded toy world (issue 8, item 5).
+"""Benchmark of the whole unsupervised pipeline on the embedded toy world.
 
-    .venv/bin/python benchmarks/pipeline_world.py --out runs/bench_world [--parts a,adapted,b,c,d,e]
+    python benchmarks/pipeline_world.py --out runs/bench_world [--parts a,adapted,b,c,d,e]
 
 Every figure is measured against the world's TRUE masks on held-out scenes (TEST_SEED, never seen
 by the GAN, whose training used TRAIN_SEED images only):
   (a) the unsupervised pipeline: shipped GAN + shipped direction -> shards -> U-Net -> eval,
       latents from the prior N(0, I) (the paper's "BigBiGAN" rows);
   (adapted) the same pipeline adapted to the target dataset (the paper's "E-BigBiGAN" rows,
-      PAPER.md section 4): latents = encoder embeddings of 2,000 unlabelled world TRAINING images
+      section 4): latents = encoder embeddings of 2,000 unlabelled world TRAINING images
       + 0.2 * N(0, I), alpha 0.2 being the paper's value for datasets other than ImageNet;
   (b) the same U-Net, same steps, trained on world scenes with their TRUE masks (upper bound);
   (c) baselines without training: Otsu grey threshold (minority side = object, and the oracle
@@ -18,217 +18,133 @@ by the GAN, whose training used TRAIN_SEED images only):
   (e) diagnostic, not the method: the same U-Net trained on the GAN's own prior samples with the
       GAN's own alpha > 0.5 as masks (the 2-layer model draws one; the pipeline never reads it).
       (e) - (a) is what imperfect synthetic masks cost; (b) - (e) what the GAN-vs-world gap costs.
-Prints one table and writes OUT/results.json. Each part reuses finished steps (rerun = resume).
+The steps are those of the experiment behind `make demo` (`toyworld.experiment_steps`: the
+stages' public command lines, run with this Python), so (a) at the defaults is the demo's run.
+Prints one table and writes OUT/results.json; OUT/options.json records the options and a rerun
+with other ones is refused. Each part reuses finished steps (rerun = resume).
 --seed S changes the generator's latents, the U-Net's initialisation and order and (b)'s training
 scenes (use a fresh --out per seed to measure the run-to-run spread); --weights / --direction
 measure a candidate GAN instead of the shipped one; --mask sets (a)'s rule (default auto).
+Measured numbers: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
-sys.path.insert(0, str(ROOT))
+from segcore import schema
+from segcore.cli import UsageError, run_cli
+from segcore.config import config_hash, dump_json, refuse_if_different
+from segcore.samples import encode_jpeg, encode_mask_png
+from segcore.storage import write_bytes_atomic
+from toyworld import DEFAULT_DIRECTION, DEFAULT_WEIGHTS
+from toyworld.experiment import MASKS, ExperimentConfig
+from toyworld.experiment_record import check_options, content_sha
+from toyworld.experiment_steps import (
+    failed_stage,
+    generate,
+    run_command,
+    train_and_evaluate,
+    world_embeddings,
+    world_scenes,
+)
+from toyworld.world import TEST_SEED, render_scene
 
-from segcore.storage import write_bytes_atomic  # noqa: E402
-from toyworld.world import TEST_SEED, TRAIN_SEED, render_scene, write_folder  # noqa: E402
-
-
-def sh(cmd: list[str], env=None) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+PROG = "pipeline_world.py"
+LAYOUT = 2  # OUT's folder structure: part "adapted" and OUT/embed/
+HEADLINE = ("max_fbeta", "iou", "accuracy", "n_images")
 
 
 def metrics_of(report: Path) -> dict:
     doc = json.loads((report / "metrics.json").read_text())
-    return {k: doc[k] for k in ("max_fbeta", "iou", "accuracy", "n_images")}
+    return {k: doc[k] for k in HEADLINE}
 
 
-def train_and_eval(args, shards: Path, n_shards: int, run: Path, test: Path) -> dict:
-    """U-Net on `shards` (torchrun, 2 processes), then eval on the held-out world scenes."""
-    import os
-
-    if not (run / "unet" / "model.json").exists():
-        env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-        pattern = f"{shards}/shard-{{000000..{n_shards - 1:06d}}}.tar"
-        sh(
-            [
-                str(ROOT / ".venv/bin/torchrun"),
-                "--standalone",
-                "--nproc_per_node=2",
-                "-m",
-                "trainer",
-                "--shards",
-                pattern,
-                "--out",
-                str(run / "unet"),
-                "--resolution",
-                "32",
-                "--width",
-                str(args.width),
-                "--batch-size",
-                str(args.batch),
-                "--steps",
-                str(args.steps),
-                "--lr-drop-step",
-                str(args.lr_drop_step),
-                "--workers",
-                "0",
-                "--log-every",
-                "100",
-                "--seed",
-                str(args.seed),
-            ],
-            env=env,
-        )
-    report = run / "eval"
-    if not (report / "metrics.json").exists():
-        sh(
-            [
-                PY,
-                "-m",
-                "eval",
-                "saliency",
-                "--model",
-                str(run / "unet"),
-                "--data",
-                str(test),
-                "--short-side",
-                "32",
-                "--out",
-                str(report),
-                "--no-progress",
-            ]
-        )
-    return metrics_of(report)
-
-
-def _sha(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def read_options(out: Path) -> dict:
-    """OUT/options.json; min_fraction came after layout 2, and an OUT without it ran with 0
-    (no lower bound)."""
-    return {"min_fraction": 0.0, **json.loads((out / "options.json").read_text())}
-
-
-def check_options(args, out: Path) -> None:
-    """Every finished step under OUT is reused, so OUT must hold results of these options only:
-    OUT/options.json records them (weights and direction by content) and a mismatch stops here."""
-    from generator.gans.toyworld import DEFAULT_DIRECTION, DEFAULT_WEIGHTS
-
-    keys = (
-        "test",
-        "shards",
-        "per_shard",
-        "steps",
-        "lr_drop_step",
-        "width",
-        "batch",
-        "mask",
-        "min_fraction",
-        "seed",
-    )
-    # layout 2: part "adapted" and OUT/embed/ (an OUT of layout 1 is refused, not mixed)
-    options = {"layout": 2, **{k: getattr(args, k) for k in keys}}
-    options["weights_sha256"] = _sha(args.weights or DEFAULT_WEIGHTS)
-    options["direction_sha256"] = _sha(args.direction or DEFAULT_DIRECTION)
-    path = out / "options.json"
-    if path.exists():
-        old = read_options(out)
-        diff = [f"{k}: {old.get(k)!r} vs {v!r}" for k, v in options.items() if old.get(k) != v]
-        if diff:
-            sys.exit(f"{out} holds results of other options ({'; '.join(diff)}); use a new --out")
-    elif out.exists() and any(out.iterdir()):
-        sys.exit(f"{out} is not empty and has no options.json (an older run?); use a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(str(path), (json.dumps(options, indent=2) + "\n").encode())
+def record_options(args, out: Path) -> None:
+    """Every finished step under OUT is reused, so OUT must hold results of these options only
+    (weights and direction recorded by content)."""
+    keys = ("test", "shards", "per_shard", "steps", "lr_drop_step", "width", "batch", "mask")
+    options = {"layout": LAYOUT, **{k: getattr(args, k) for k in keys}}
+    options.update(min_fraction=args.min_fraction, seed=args.seed)
+    options["weights_sha256"] = content_sha(args.weights or DEFAULT_WEIGHTS)
+    options["direction_sha256"] = content_sha(args.direction or DEFAULT_DIRECTION)
+    check_options(out, options)
 
 
 def resolved_mask(args) -> str:
     """The rule the generator uses for (a) with this direction (its --mask auto included)."""
     from generator.direction_file import load_direction
-    from generator.gans.toyworld import DEFAULT_DIRECTION, build
+    from generator.gans import load_gan
     from generator.run import resolve_mask
 
-    d = load_direction(args.direction or DEFAULT_DIRECTION, build(args.weights).latent_dim)
+    latent_dim = load_gan("toyworld", args.weights).latent_dim
+    d = load_direction(args.direction or DEFAULT_DIRECTION, latent_dim)
     return resolve_mask(args.mask, d.operators is not None)
 
 
-def gan_options(args) -> list[str]:
-    """--weights / --direction of a candidate GAN (default: the shipped ones)."""
-    opts = ["--weights", args.weights] if args.weights else []
-    return opts + (["--direction", args.direction] if args.direction else [])
+@dataclass(frozen=True)
+class PairShards:
+    """The config.json of a folder of (image, mask) shards made outside the generator (parts b
+    and e): where the pairs come from, counts and seed (and the GAN's weights for e)."""
+
+    source: str  # "true-mask" or "gan-alpha", also in each sample's meta
+    shards: int
+    samples_per_shard: int
+    seed: int
+    weights_sha256: str | None = None
 
 
-def generate(args, out: Path, extra: list[str]) -> None:
-    if not (out / "manifest.jsonl").exists():
-        sh(
-            [
-                PY,
-                "-m",
-                "generator",
-                "--gan",
-                "toyworld",
-                "--shards",
-                str(args.shards),
-                "--samples-per-shard",
-                str(args.per_shard),
-                "--out",
-                str(out),
-                "--workers",
-                "2",
-                "--device",
-                "cpu",
-                *gan_options(args),
-                "--mask",
-                args.mask,
-                "--min-fraction",
-                str(args.min_fraction),
-                "--seed",
-                str(args.seed),
-                *extra,  # a later option wins (argparse): --mask, --min-fraction
-            ]
-        )
-
-
-def write_pair_shards(args, out: Path, source: str, make_pairs) -> None:
-    """Shards in the generator's format from `make_pairs(s)` -> (uint8 images [K,H,W,3], bool
-    masks [K,H,W]) for shard s; finished shards are kept (rerun = resume)."""
-    from generator.shards import encode_jpeg, encode_mask_png, publish_shard
-    from segcore import schema
+def write_pair_shards(config: PairShards, out: Path, make_pairs) -> None:
+    """Shards in the generator's format, with its run-folder bookkeeping (segcore/schema.py:
+    config.json, a manifest record per finished shard, manifest.jsonl), from `make_pairs(s)` ->
+    (uint8 images [K, H, W, 3], bool masks [K, H, W]) for shard s. A shard with its record is
+    kept (rerun = resume); one without is made again, byte for byte the same."""
+    from generator.manifest import finished_records, make_record, write_jsonl, write_record
+    from generator.shards import publish_shard
 
     out.mkdir(parents=True, exist_ok=True)
-    for s in range(args.shards):
-        if (out / schema.shard_name(s)).exists():
+    digest = config_hash(config)
+    config_path = out / schema.RUN_CONFIG
+    if config_path.exists():
+        saved = json.loads(config_path.read_text())["config"]
+        refuse_if_different(saved, config, what=str(out), hint="use a new --out")
+    else:
+        blob = dump_json(config, config_hash=digest, software="gan-objseg")
+        write_bytes_atomic(str(config_path), blob.encode())
+    finished = finished_records(str(out))
+    for s in range(config.shards):
+        if s in finished:
             continue
         images, masks = make_pairs(s)
         samples = [
             {
                 "__key__": schema.sample_key(s, j),
-                "jpg": encode_jpeg(img, 95),
-                "png": encode_mask_png(mask, 3),
-                "json": json.dumps({"shard": s, "sample": j, "source": source}).encode(),
+                schema.IMAGE_KEY: encode_jpeg(img, 95),
+                schema.MASK_KEY: encode_mask_png(mask, 3),
+                schema.META_KEY: json.dumps(
+                    {"shard": s, "sample": j, "source": config.source}
+                ).encode(),
             }
             for j, (img, mask) in enumerate(zip(images, masks, strict=True))
         ]
-        publish_shard(samples, str(out), s)
+        size, sha = publish_shard(samples, str(out), s)
+        n = len(samples)
+        finished[s] = make_record(s, n, n, {}, size, sha, digest, source=config.source)
+        write_record(str(out), finished[s])
+    write_jsonl(str(out), finished)
 
 
-def write_true_mask_shards(args, out: Path) -> None:
-    """Training scenes of the world WITH their true masks, in the generator's shard format."""
+def true_mask_pairs(args):
+    """Training scenes of the world WITH their true masks (part b)."""
 
     def pairs(s):
         # seed 7 (+ 1000 * --seed): neither train nor test scenes
@@ -238,50 +154,27 @@ def write_true_mask_shards(args, out: Path) -> None:
         ]
         return [img for img, _ in scenes], [mask for _, mask in scenes]
 
-    write_pair_shards(args, out, "true-mask", pairs)
+    return pairs
 
 
-def write_alpha_mask_shards(args, out: Path) -> None:
-    """Prior samples of the shipped GAN with its own alpha > 0.5 as masks (diagnostic (e))."""
+def gan_alpha_pairs(args):
+    """Prior samples of the GAN with its own alpha > 0.5 as masks (diagnostic e)."""
     import torch
 
-    from generator.gans.toyworld import build
+    from generator.gans import load_gan
     from generator.shard_maker import to_uint8  # the generator's own image convention
 
-    gan = build(args.weights)
+    gan = load_gan("toyworld", args.weights)
 
     def pairs(s):
         g = torch.Generator().manual_seed(1000 + s + 100_000 * args.seed)
         z = torch.randn(args.per_shard, gan.latent_dim, generator=g)
         with torch.no_grad():
             images = to_uint8(gan.generate(z))
-            alpha = gan.generator.layered(z)[2][:, 0] > 0.5
+            alpha = gan.generator.alpha(z)[:, 0] > 0.5
         return images, alpha.numpy()
 
-    write_pair_shards(args, out, "gan-alpha", pairs)
-
-
-def embeddings(args, out: Path) -> Path:
-    """Encoder embeddings of 2,000 world TRAINING images (TRAIN_SEED, no masks), PAPER.md
-    section 4; made once per OUT."""
-    emb = out / "embed" / "embeddings.npy"
-    if not emb.exists():
-        imgs = write_folder(out / "embed" / "images", 2000, seed=TRAIN_SEED)
-        sh(
-            [
-                PY,
-                "-m",
-                "generator.embed",
-                "--gan",
-                "toyworld",
-                *(["--weights", args.weights] if args.weights else []),
-                "--images",
-                str(imgs / "images"),
-                "--out",
-                str(emb),
-            ]
-        )
-    return emb
+    return pairs
 
 
 def otsu(test_n: int) -> dict:
@@ -298,30 +191,40 @@ def otsu(test_n: int) -> dict:
         iou_a = (a & mask).sum() / max((a | mask).sum(), 1)
         iou_b = (b & mask).sum() / max((b | mask).sum(), 1)
         oracle.update((a if iou_a >= iou_b else b).astype(np.float32), mask)
-    keys = ("max_fbeta", "iou", "accuracy", "n_images")
     return {
-        "otsu_minority": {k: minority.compute()[k] for k in keys},
-        "otsu_oracle_polarity": {k: oracle.compute()[k] for k in keys},
+        "otsu_minority": {k: minority.compute()[k] for k in HEADLINE},
+        "otsu_oracle_polarity": {k: oracle.compute()[k] for k in HEADLINE},
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="runs/bench_world")
-    p.add_argument("--parts", default="a,adapted,b,c,d,e")
+def baseline(method: str, test: Path, out: Path) -> dict:
+    """`python -m eval baseline --method METHOD` on the held-out scenes (made once)."""
+    if not (out / "metrics.json").exists():
+        cmd = ["-m", "eval", "baseline", "--method", method, "--data", str(test)]
+        run_command([sys.executable, *cmd, "--out", str(out), "--no-progress"])
+    return metrics_of(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", default="runs/bench_world", help="benchmark folder")
+    p.add_argument("--parts", default="a,adapted,b,c,d,e", help="comma list of parts to run")
     p.add_argument("--test", type=int, default=1000, help="held-out scenes")
-    p.add_argument("--shards", type=int, default=8)
-    p.add_argument("--per-shard", type=int, default=500)
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--shards", type=int, default=8, help="shards per training set")
+    p.add_argument("--per-shard", type=int, default=500, help="samples per shard")
+    p.add_argument("--steps", type=int, default=600, help="U-Net steps")
     p.add_argument(
         "--lr-drop-step",
         type=int,
         default=8000,
-        help="U-Net lr x0.2 from this step (default: the trainer's, i.e. no drop in 600 steps)",
+        help="U-Net lr x0.2 from this step (the trainer's default: no drop in 600 steps)",
     )
-    p.add_argument("--width", type=float, default=0.25)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--mask", default="auto", choices=("auto", "affine", "lighter"), help="(a) rule")
+    p.add_argument("--width", type=float, default=0.25, help="U-Net width")
+    p.add_argument("--batch", type=int, default=32, help="U-Net batch")
+    p.add_argument("--mask", default="auto", choices=MASKS, help="(a)'s rule")
     p.add_argument(
         "--min-fraction",
         type=float,
@@ -330,15 +233,46 @@ def main() -> None:
         "(0: the paper's filters exactly)",
     )
     p.add_argument("--seed", type=int, default=0, help="generator/trainer seed (run-to-run spread)")
-    p.add_argument("--weights", help="toyworld weights .pt to measure (default: shipped)")
-    p.add_argument("--direction", help="direction .json to measure (default: shipped)")
-    args = p.parse_args()
-    if args.weights and not args.direction:
-        p.error("--weights needs --direction: the shipped direction belongs to the shipped GAN")
-    out = Path(args.out).resolve()
+    p.add_argument("--weights", help="toyworld weights .pt to measure (none: the shipped ones)")
+    p.add_argument("--direction", help="direction .json to measure (none: the shipped one)")
+    return p
+
+
+def main(argv=None) -> int:
+    try:
+        return run_benchmark(build_parser().parse_args(argv))
+    except subprocess.CalledProcessError as err:  # the stage has printed why
+        print(f"{PROG}: error: '{failed_stage(err)}' exited with {err.returncode}", file=sys.stderr)
+        return err.returncode
+
+
+def run_benchmark(args) -> int:
     parts = set(args.parts.split(","))
-    check_options(args, out)
-    test = write_folder(out / "world_test", args.test, seed=TEST_SEED)
+    unknown = parts - {"a", "adapted", "b", "c", "d", "e"}
+    if unknown:
+        raise UsageError(f"--parts: unknown part(s) {', '.join(sorted(unknown))}")
+    try:
+        cfg = ExperimentConfig(
+            test=args.test,
+            shards=args.shards,
+            samples_per_shard=args.per_shard,
+            mask=args.mask,
+            min_fraction=args.min_fraction,
+            steps=args.steps,
+            width=args.width,
+            batch_size=args.batch,
+            lr_drop_step=args.lr_drop_step,
+            seed=args.seed,
+            weights=args.weights,
+            direction=args.direction,
+            log_every=100,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    out = Path(args.out).resolve()
+    record_options(args, out)
+    test = world_scenes(out / "world_test", args.test)
+    training = cfg.training()
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
 
@@ -347,72 +281,52 @@ def main() -> None:
         write_bytes_atomic(str(results_path), (json.dumps(results, indent=2) + "\n").encode())
         print(name, json.dumps(value), flush=True)
 
+    def trained(run: Path) -> dict:
+        """The U-Net on run/shards, evaluated on the held-out scenes."""
+        return metrics_of(train_and_evaluate(training, run / "shards", args.shards, run, test))
+
     t0 = time.time()
     if "a" in parts:
-        generate(args, out / "a" / "shards", [])
-        record(
-            "a_unsupervised",
-            train_and_eval(args, out / "a" / "shards", args.shards, out / "a", test),
-        )
+        generate(cfg.generation(), out / "a" / "shards")
+        record("a_unsupervised", trained(out / "a"))
     if "adapted" in parts:
-        extra = ["--latents", str(embeddings(args, out)), "--alpha", "0.2"]
-        generate(args, out / "adapted" / "shards", extra)
-        record(
-            "a_adapted",
-            train_and_eval(args, out / "adapted" / "shards", args.shards, out / "adapted", test),
-        )
+        emb = world_embeddings(out / "embed", cfg.embed_images, args.weights)
+        generate(cfg.generation(emb), out / "adapted" / "shards")
+        record("a_adapted", trained(out / "adapted"))
     if "b" in parts:
-        write_true_mask_shards(args, out / "b" / "shards")
-        record(
-            "b_true_masks", train_and_eval(args, out / "b" / "shards", args.shards, out / "b", test)
-        )
+        shards = PairShards("true-mask", args.shards, args.per_shard, args.seed)
+        write_pair_shards(shards, out / "b" / "shards", true_mask_pairs(args))
+        record("b_true_masks", trained(out / "b"))
     if "c" in parts:
         for name, value in otsu(args.test).items():
             record("c_" + name, value)
         for method in ("rbd", "center"):
-            rep = out / "c" / method
-            if not (rep / "metrics.json").exists():
-                sh(
-                    [
-                        PY,
-                        "-m",
-                        "eval",
-                        "baseline",
-                        "--method",
-                        method,
-                        "--data",
-                        str(test),
-                        "--out",
-                        str(rep),
-                        "--no-progress",
-                    ]
-                )
-            record("c_" + method, metrics_of(rep))
+            record("c_" + method, baseline(method, test, out / "c" / method))
     if "d" in parts:
         other = "affine" if resolved_mask(args) == "lighter" else "lighter"
+        gen = cfg.generation()
         variants = {
             # without the mask_size filter its lower bound has no meaning (the generator refuses it)
-            "filters_none": ["--filters", "none", "--min-fraction", "0"],
-            "filters_components": ["--filters", "components", "--min-fraction", "0"],
-            "filters_mask_size": ["--filters", "mask_size"],
-            "filters_histogram": ["--filters", "histogram", "--min-fraction", "0"],
+            "filters_none": replace(gen, filters="none", min_fraction=0.0),
+            "filters_components": replace(gen, filters="components", min_fraction=0.0),
+            "filters_mask_size": replace(gen, filters="mask_size"),
+            "filters_histogram": replace(gen, filters="histogram", min_fraction=0.0),
             # the paper's three filters exactly: (a) without the lower bound (when it has one)
-            **({"filters_paper": ["--min-fraction", "0"]} if args.min_fraction > 0 else {}),
+            **({"filters_paper": replace(gen, min_fraction=0.0)} if args.min_fraction > 0 else {}),
             # the other rule: "lighter" (section 2) when (a) uses "affine" (Appendix B), or back
-            f"mask_{other}": ["--mask", other],
+            f"mask_{other}": replace(gen, mask=other),
         }
-        variants["embeddings_alpha0"] = ["--latents", str(embeddings(args, out)), "--alpha", "0"]
-        for name, extra in variants.items():
+        emb = world_embeddings(out / "embed", cfg.embed_images, args.weights)
+        variants["embeddings_alpha0"] = replace(cfg.generation(emb), alpha=0.0)
+        for name, generation in variants.items():
             run = out / "d" / name
-            generate(args, run / "shards", extra)
-            record("d_" + name, train_and_eval(args, run / "shards", args.shards, run, test))
-
+            generate(generation, run / "shards")
+            record("d_" + name, trained(run))
     if "e" in parts:
-        write_alpha_mask_shards(args, out / "e" / "shards")
-        record(
-            "e_gan_alpha_masks",
-            train_and_eval(args, out / "e" / "shards", args.shards, out / "e", test),
-        )
+        weights_sha = content_sha(args.weights or DEFAULT_WEIGHTS)
+        shards = PairShards("gan-alpha", args.shards, args.per_shard, args.seed, weights_sha)
+        write_pair_shards(shards, out / "e" / "shards", gan_alpha_pairs(args))
+        record("e_gan_alpha_masks", trained(out / "e"))
 
     print(f"\n{'':28s} {'maxFbeta':>9s} {'IoU':>7s} {'acc':>7s} {'n':>6s}")
     for name, m in results.items():
@@ -424,7 +338,8 @@ def main() -> None:
             ratio = results[name]["iou"] / results["b_true_masks"]["iou"]
             print(f"{name} / b_true_masks IoU ratio: {ratio:.3f}")
     print(f"results: {results_path}  ({time.time() - t0:.0f} s)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, PROG)

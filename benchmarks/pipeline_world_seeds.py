@@ -1,13 +1,14 @@
 """Run-to-run spread of the world benchmark: pipeline_world.py at several --seed, one table.
 
-    .venv/bin/python benchmarks/pipeline_world_seeds.py --root runs/bench_seeds --seeds 0-4 \
+    python benchmarks/pipeline_world_seeds.py --root runs/bench_seeds --seeds 0-4 \
         [--parts a,adapted,b] [any other pipeline_world.py option, e.g. --shards 16]
 
 Runs (or resumes) `pipeline_world.py --out ROOT/sS --seed S --parts PARTS [options]` for each
-seed, then prints per seed the IoU of (a) prior latents, (adapted) encoder-embedding latents with
-alpha 0.2 (when in PARTS) and (b) true masks, each pipeline's ratio to (b), and the mean and sd
-over seeds, with how many runs reach issue 8's goal (IoU >= 0.80 and >= 90% of (b)).
-`--no-run` only reads. Writes ROOT/seeds.json.
+seed, with this Python, then prints per seed the IoU of (a) prior latents, (adapted)
+encoder-embedding latents with alpha 0.2 (when in PARTS) and (b) true masks, each pipeline's
+ratio to (b), and the mean and sd over seeds, with how many runs reach the goal (IoU >= 0.80 and
+>= 90% of (b)). `--no-run` only reads. Writes ROOT/seeds.json. Measured: docs/benchmarks.md and
+benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from segcore.cli import run_cli
+from segcore.storage import write_bytes_atomic
+from toyworld.experiment_record import read_options
 
-from benchmarks.pipeline_world import read_options  # noqa: E402
-from segcore.storage import write_bytes_atomic  # noqa: E402
+BENCHMARK = Path(__file__).resolve().with_name("pipeline_world.py")
 
 
 def seed_list(text: str) -> list[int]:
@@ -35,8 +36,12 @@ def seed_list(text: str) -> list[int]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    p.add_argument("--root", default="runs/bench_seeds")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--root", default="runs/bench_seeds", help="one OUT per seed: ROOT/sS")
     p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5-9")
     p.add_argument("--parts", default="a,adapted,b", help="b and at least one of a, adapted")
     p.add_argument("--no-run", action="store_true", help="only read finished results")
@@ -58,8 +63,10 @@ def main() -> None:
     for s in seeds:
         out = root / f"s{s}"
         if not args.no_run:
-            cmd = [sys.executable, str(ROOT / "benchmarks/pipeline_world.py"), "--out", str(out)]
-            subprocess.run([*cmd, "--seed", str(s), "--parts", args.parts, *passed], check=True)
+            cmd = [sys.executable, str(BENCHMARK), "--out", str(out)]
+            cmd += ["--seed", str(s), "--parts", args.parts, *passed]
+            if subprocess.run(cmd).returncode:  # the benchmark has printed why
+                sys.exit(f"seed {s}: {BENCHMARK.name} failed")
         path = out / "results.json"
         if not path.exists():
             sys.exit(f"{path} missing: run without --no-run first")
@@ -107,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(lambda _: main(), "pipeline_world_seeds.py")

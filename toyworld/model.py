@@ -1,6 +1,6 @@
 """Generator, discriminator and encoder of the embedded toy-world GAN.
 
-Small on purpose: trained on 2 CPU cores in about 30 minutes (README, "The embedded toy world").
+Small on purpose: trained on 2 CPU cores in about 30 minutes (docs/toyworld.md).
 The shipped generator is 2-layer (LR-GAN / PerturbGAN style): a background, an object shape
 (alpha) and the object's colours, composited as alpha * fg + (1 - alpha) * bg, each drawn from
 its own third of z (`latent_split=1`). Why: a plain DCGAN generator (`layers=1`) trained 4,450
@@ -13,7 +13,7 @@ never alpha: its masks come from the discovered direction and the "lighter" rule
 follows what was measured to work: a spectral-norm discriminator without BatchNorm, hinge loss,
 Adam (0.0, 0.9), an EMA of the generator (the EMA weights are what ships). The encoder is fitted
 afterwards to invert the frozen EMA generator (E(G(z)) ~ z, plus a reconstruction loss on real
-images), which is enough for the E-BigBiGAN-style latents of PAPER.md section 4.
+images), which is enough for the E-BigBiGAN-style latents of the paper, section 4.
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ class Generator(nn.Module):
     `alpha * fg + (1 - alpha) * bg` (LR-GAN / PerturbGAN style layering); with `latent_split=0`
     a background trunk and a foreground trunk (RGB + alpha logit) both read the whole z, with
     `latent_split=1` (the shipped model) z = [z_bg | z_shape | z_fg] (`tensor_split` in 3) feeds
-    three trunks: background RGB, alpha, foreground RGB. Only the composite leaves the model:
-    the pipeline never sees alpha, its masks come from the latent direction.
+    three trunks: background RGB, alpha, foreground RGB. The pipeline reads only the composite
+    (`forward`); its masks come from the latent direction. `layered` and `alpha` serve the
+    diagnostics that compare those masks with the GAN's own alpha.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -118,6 +119,16 @@ class Generator(nn.Module):
             return torch.tanh(bg), torch.tanh(fg), torch.sigmoid(logit)
         f = self.fg(z)
         return torch.tanh(self.bg(z)), torch.tanh(f[:, :3]), torch.sigmoid(f[:, 3:])
+
+    def alpha(self, z: torch.Tensor) -> torch.Tensor:
+        """The object's alpha [N, 1, R, R] in [0, 1] of a 2-layer model: its own soft mask of
+        the object it draws. For diagnostics only (the pipeline never reads it): a U-Net
+        trained on `alpha > 0.5` measures what the synthetic masks cost. With `latent_split=1`
+        only the shape trunk runs; the values are those of `layered(z)[2]`."""
+        if self.shape is not None:
+            z_shape = z.tensor_split(3, dim=1)[1]
+            return torch.sigmoid(self.shape(z_shape))
+        return self.layered(z)[2]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.fg is None:

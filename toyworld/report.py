@@ -1,4 +1,4 @@
-"""Assemble the demo's report (scripts/demo.sh, step 6): OUT/metrics.json and OUT/report.md.
+"""The experiment's report (`toyworld.experiment`, step 6): OUT/metrics.json and OUT/report.md.
 
     python -m toyworld.report OUT
 
@@ -44,7 +44,7 @@ def generator_settings(out: Path) -> dict:
         "latents": "prior N(0, I)" if prior else "encoder embeddings",
         "alpha": None if prior else c.get("alpha"),
         "mask": c.get("mask"),
-        "min_fraction": c.get("min_fraction", 0.0),  # absent: a run from before the option
+        "min_fraction": c.get("min_fraction", 0.0),  # absent: the generator ran without a bound
         "shards": c.get("shards"),
         "samples_per_shard": c.get("samples_per_shard"),
     }
@@ -90,17 +90,22 @@ def assemble(out: Path) -> dict:
     return result
 
 
+def summary_lines(result: dict) -> list[str]:
+    """One line per evaluated set: max F-beta, IoU, accuracy, images."""
+    nan = float("nan")
+    return [
+        f"{key}: maxFbeta {m.get('max_fbeta', nan):.3f}  IoU {m.get('iou', nan):.3f}  "
+        f"accuracy {m.get('accuracy', nan):.3f}  ({m.get('n_images')} images)"
+        for key, m in result["sets"].items()
+    ]
+
+
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) != 1:
         raise UsageError("usage: python -m toyworld.report OUT")
-    result = assemble(Path(args[0]))
-    for key, m in result["sets"].items():
-        print(
-            f"{key}: maxFbeta {m.get('max_fbeta', float('nan')):.3f}  "
-            f"IoU {m.get('iou', float('nan')):.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"
-            f"  ({m.get('n_images')} images)"
-        )
+    for line in summary_lines(assemble(Path(args[0]))):
+        print(line)
     return 0
 
 

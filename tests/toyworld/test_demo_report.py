@@ -1,4 +1,5 @@
-"""The demo's report (scripts/demo.sh step 6): metrics.json per set, and what made the shards."""
+"""The experiment's report (toyworld.experiment, step 6): metrics.json per set, and what made
+the shards."""
 
 import json
 
@@ -56,7 +57,7 @@ def test_prior_latents_have_no_alpha_and_missing_evals_are_an_error(tmp_path):
     (tmp_path / "shards" / "config.json").write_text(json.dumps({"config": config}))
     gen = assemble(tmp_path)["generator"]
     assert gen["latents"] == "prior N(0, I)" and gen["alpha"] is None
-    assert gen["min_fraction"] == 0.0  # a config.json from before --min-fraction: no bound
+    assert gen["min_fraction"] == 0.0  # a config.json without min_fraction: no bound
     assert "alpha" not in (tmp_path / "report.md").read_text()
 
 

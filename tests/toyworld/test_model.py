@@ -70,3 +70,15 @@ def test_split_latent_gives_each_layer_its_own_part_of_z():
         assert changed == [i == part for i in range(3)]
     with pytest.raises(ValueError, match="latent_split"):
         ModelConfig(**SMALL, layers=1, latent_split=1)
+
+
+@pytest.mark.parametrize("split", [0, 1])
+def test_alpha_is_the_layered_alpha(split):
+    torch.manual_seed(0)
+    g = Generator(ModelConfig(**SMALL, layers=2, latent_split=split)).eval().requires_grad_(False)
+    z = torch.randn(4, 8)
+    alpha = g.alpha(z)
+    assert alpha.shape == (4, 1, 16, 16)
+    torch.testing.assert_close(alpha, g.layered(z)[2], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="no layers"):
+        Generator(ModelConfig(**SMALL, layers=1, latent_split=0)).alpha(z)

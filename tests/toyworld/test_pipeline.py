@@ -1,18 +1,15 @@
-"""End to end on the shipped GAN: generate (Ray) -> train (torchrun, 2 processes) -> evaluate on
-held-out world scenes against their TRUE masks, compared with a global-threshold baseline."""
-
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""End to end on the shipped GAN with the experiment driver's steps: generate (Ray) -> train
+(torchrun, 2 processes) -> evaluate on held-out world scenes against their TRUE masks, compared
+with a global-threshold baseline."""
 
 import cv2
 import numpy as np
 import pytest
 
+from toyworld.experiment import ExperimentConfig
+from toyworld.experiment_steps import generate, train
 from toyworld.world import TEST_SEED, render_scene, write_folder
 
-ROOT = Path(__file__).resolve().parents[2]
 N_TEST = 200
 
 
@@ -32,23 +29,9 @@ def _otsu_minority_iou(n: int) -> float:
 def pipeline(tmp_path_factory):
     """Run the three stages once; -> (metrics of the U-Net, Otsu IoU on the same scenes)."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    py = sys.executable
-    shards = tmp / "shards"
-    subprocess.run(
-        [py, "-m", "generator", "--gan", "toyworld", "--shards", "8", "--samples-per-shard", "500",
-         "--out", str(shards), "--workers", "2", "--device", "cpu",
-         "--min-fraction", "0.02"],  # the demo's setting (scripts/demo.sh)
-        check=True, cwd=ROOT, env=env,
-    )  # fmt: skip
-    torchrun = str(Path(py).with_name("torchrun"))
-    subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "trainer",
-         "--shards", f"{shards}/shard-{{000000..000007}}.tar", "--out", str(tmp / "unet"),
-         "--resolution", "32", "--width", "0.25", "--batch-size", "32", "--steps", "600",
-         "--workers", "0", "--log-every", "100"],
-        check=True, cwd=ROOT, env=env,
-    )  # fmt: skip
+    cfg = ExperimentConfig(log_every=100)  # the demo's settings: 8 x 500 samples, 600 steps
+    generate(cfg.generation(), tmp / "shards")
+    train(cfg.training(), tmp / "shards", cfg.shards, tmp / "unet")
     from eval.datasets import FolderPairs
     from eval.inference import Predictor
     from eval.metrics import SaliencyMetrics
@@ -78,7 +61,6 @@ def test_shipped_gan_runs_through_generate_train_eval(pipeline):
 @pytest.mark.integration
 def test_pipeline_beats_the_global_threshold_baseline(pipeline):
     """Same data volume as benchmarks/pipeline_world.py part (a) (8 x 500 samples, 600 steps):
-    measured 0.911 here against Otsu's 0.510 on 200 scenes (1,000 samples gave 0.52 with an
-    earlier GAN: too few to generalise)."""
+    measured 0.911 here against Otsu's 0.510 on 200 scenes."""
     result, baseline = pipeline
     assert result["iou"] >= baseline + 0.1
