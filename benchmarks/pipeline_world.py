@@ -7,7 +7,7 @@ by the GAN, whose training used TRAIN_SEED images only):
   (a) the unsupervised pipeline: shipped GAN + shipped direction -> shards -> U-Net -> eval,
       latents from the prior N(0, I) (the paper's "BigBiGAN" rows);
   (adapted) the same pipeline adapted to the target dataset (the paper's "E-BigBiGAN" rows,
-      section 4): latents = encoder embeddings of 2,000 unlabelled world TRAINING images
+      section 3.2): latents = encoder embeddings of 2,000 unlabelled world TRAINING images
       + 0.2 * N(0, I), alpha 0.2 being the paper's value for datasets other than ImageNet;
   (b) the same U-Net, same steps, trained on world scenes with their TRUE masks (upper bound);
   (c) baselines without training: Otsu grey threshold (minority side = object, and the oracle
@@ -313,7 +313,7 @@ def run_benchmark(args) -> int:
             "filters_histogram": replace(gen, filters="histogram", min_fraction=0.0),
             # the paper's three filters exactly: (a) without the lower bound (when it has one)
             **({"filters_paper": replace(gen, min_fraction=0.0)} if args.min_fraction > 0 else {}),
-            # the other rule: "lighter" (section 2) when (a) uses "affine" (Appendix B), or back
+            # the other rule: "lighter" (section 3.1) when (a) uses "affine" (Appendix B), or back
             f"mask_{other}": replace(gen, mask=other),
         }
         emb = world_embeddings(out / "embed", cfg.embed_images, args.weights)

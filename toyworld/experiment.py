@@ -4,7 +4,7 @@
 
 Steps (`toyworld.experiment_steps`; a rerun resumes each one):
   1. held-out world scenes with true masks, for evaluation only -> OUT/world_test
-  2. with `--latents embeddings` (E-BigBiGAN, the paper, section 4): encoder embeddings of
+  2. with `--latents embeddings` (E-BigBiGAN, the paper, section 3.2): encoder embeddings of
      unlabelled world training images (no mask is read) -> OUT/embed/embeddings.npy
   3. mask shards from the shipped toy-world GAN and its shipped direction (Ray, local): latents
      N(0, I), or the embeddings + alpha * N(0, I) (alpha 0.2, the paper's value off ImageNet);

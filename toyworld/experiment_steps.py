@@ -51,7 +51,7 @@ def failed_stage(err: subprocess.CalledProcessError) -> str:
 @dataclass(frozen=True)
 class Generation:
     """What `python -m generator --gan toyworld` is asked for: masks from the latent direction
-    (the paper, section 2), latents from the prior or around embeddings (section 4). None
+    (the paper, section 3.1), latents from the prior or around embeddings (section 3.2). None
     leaves an option at the generator's default."""
 
     shards: int
@@ -114,7 +114,7 @@ def world_scenes(folder: Path, count: int, seed: int = TEST_SEED) -> Path:
 def world_embeddings(folder: Path, count: int, weights: str | None = None) -> Path:
     """Encoder embeddings of `count` unlabelled world TRAINING images (TRAIN_SEED, the GAN's
     training distribution, disjoint from the test scenes): the latents of E-BigBiGAN, the paper,
-    section 4. -> folder/embeddings.npy, made once. The images go to folder/world_train/
+    section 3.2. -> folder/embeddings.npy, made once. The images go to folder/world_train/
     (its masks/ are written too and never read: the encoder reads images/ only)."""
     emb = folder / EMBEDDINGS
     if not emb.exists():

@@ -281,7 +281,7 @@ def train(out: Path, cfg: GanTrainConfig, model_cfg, command: str) -> Path:
     bar.close()
 
     # Phase 2: the encoder, inverting the frozen EMA generator (the E-BigBiGAN latents of the
-    # paper, section 4, need E).
+    # paper, section 3.2, need E).
     if state["encoder_step"] == 0:
         standing_stats(G_ema, d, device)
     G_ema.eval()

@@ -2,7 +2,7 @@
 
 This is the embedded benchmark of the project: a GAN is trained on the IMAGES of this world only
 (never the masks), and the unsupervised pipeline built on it is measured against the masks. The
-world is designed around what the method exploits (the paper, section 2): the object's
+world is designed around what the method exploits (the paper, section 3.1): the object's
 brightness and the background's brightness are independent factors with a large variance, so a
 GAN that models the world has a reason to encode "lighten the object, not the background" as a
 latent direction. It is also designed so that a global colour/brightness threshold does not solve
@@ -54,7 +54,7 @@ def _colour(rng: np.random.Generator, level: float) -> np.ndarray:
     sat = rng.uniform(0.15, 0.85)
     hsv = np.array([[[hue, sat, 1.0]]], dtype=np.float32)
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
-    # scale so that the grey value (the paper's section 2 weights) equals the requested level
+    # scale so that the grey value (the paper's section 3.1 weights) equals the requested level
     gray = float(rgb @ np.array([0.2989, 0.5870, 0.1140], dtype=np.float32))
     rgb = rgb * (level / max(gray, 1e-3))
     return np.clip(rgb, 0.0, 1.0)
