@@ -3,6 +3,7 @@
     python benchmarks/bigbigan_speed.py                          # GPU: batches 64..512, all modes
     python benchmarks/bigbigan_speed.py --device cpu             # CPU figure, tiny batch
     python benchmarks/bigbigan_speed.py --batch-sizes 256 --modes bf16,bf16-compiled
+    python benchmarks/bigbigan_speed.py --weights G.pth --json   # another checkpoint; one JSON
 
 One mask needs two generator forwards, G(z) and G(z + r h) (the paper, section 2), so
 masks/s = images/s / 2; "batch" is images per forward. The FLOP count per image is measured with
@@ -16,6 +17,7 @@ numbers: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -95,6 +97,15 @@ def main(argv=None) -> int:
         default=None,
         help="dense bf16 peak of the card (default on GPU: the H100 limit)",
     )
+    parser.add_argument(
+        "--weights",
+        default="random",
+        help="a checkpoint in the port's layout (any width), or random: the paper's width with "
+        "random weights (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the table"
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
@@ -107,17 +118,19 @@ def main(argv=None) -> int:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
 
-    model, _ = build_model("random")
+    model, _ = build_model(args.weights)
     flops = flops_per_image(model)
     card = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {card}; torch {torch.__version__}; random weights (speed only)")
-    print(f"FLOP per image {flops / 1e9:.1f} G, per mask (2 forwards) {2 * flops / 1e9:.1f} G")
+    say = (lambda *a, **k: None) if args.json else print
+    say(f"device: {card}; torch {torch.__version__}; random weights (speed only)")
+    say(f"FLOP per image {flops / 1e9:.1f} G, per mask (2 forwards) {2 * flops / 1e9:.1f} G")
     limit = None
     if gpu:
         peak = args.peak_tflops * 1e12 if args.peak_tflops else H100_MASKS_PER_S * 84.5e9
         limit = peak / (2 * flops)
-        print(f"FLOP limit: {limit:,.0f} masks/s (peak {peak / 1e12:.0f} TFLOP/s); goal >= 40%")
-    print(f"{'mode':>16} {'batch':>6} {'masks/s':>10}" + (f" {'of limit':>9}" if limit else ""))
+        say(f"FLOP limit: {limit:,.0f} masks/s (peak {peak / 1e12:.0f} TFLOP/s); goal >= 40%")
+    say(f"{'mode':>16} {'batch':>6} {'masks/s':>10}" + (f" {'of limit':>9}" if limit else ""))
+    results = []
     for mode in modes:
         for batch in batches:
             rate = time_mode(
@@ -131,7 +144,17 @@ def main(argv=None) -> int:
                 args.compile_mode,
             )
             frac = f" {rate / limit:8.1%}" if limit else ""
-            print(f"{mode:>16} {batch:>6} {rate:>10.2f}{frac}", flush=True)
+            say(f"{mode:>16} {batch:>6} {rate:>10.2f}{frac}", flush=True)
+            results.append({"mode": mode, "batch": batch, "masks_per_s": rate})
+    if args.json:
+        print(json.dumps({
+            "card": card,
+            "torch": torch.__version__,
+            "channels": model.config.ch,
+            "gflop_per_image": flops / 1e9,
+            "flop_limit_masks_per_s": limit,
+            "results": results,
+        }))  # fmt: skip
     return 0
 
 

@@ -20,6 +20,8 @@ A tiny CPU run with 2 processes on loopback (what the tests do):
         --resolution 32 --batch-size 8 --steps 20 --workers 0
 
 Resume: the same command plus `--resume` (same world size and workers; `--steps` may grow).
+`--workers auto` (the default) resolves from the machine's CPUs and is recorded in config.json;
+a resume on another machine passes that number as `--workers N`.
 It ends with the same weights as a run that was never interrupted.
 
 OUT receives config.json, checkpoint.pt, log.jsonl, tb/ (TensorBoard), and at the end the
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     cfg = config.resolve(args, dist_env.world_size)
     rank, is_main = dist_env.rank, dist_env.is_main
     device = resolve_device(cfg.device, local_rank=dist_env.local_rank)
+    cfg = config.resolve_workers(cfg, device.type)  # --workers auto -> a number, recorded
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     if use_amp and device.type != "cuda":
         raise UsageError("--amp bf16 is for CUDA devices; on CPU use --amp off (or auto)")
@@ -76,7 +79,10 @@ def main(argv=None) -> int:
     if ckpt is not None:
         differ = differences(ckpt["config"], cfg, ignore=config.RESUME_MAY_DIFFER)
         if differ:
-            raise UsageError("--resume with a different config: " + "; ".join(differ))
+            hint = ""
+            if any(d.startswith("workers:") for d in differ):
+                hint = f" (pass --workers {ckpt['config'].get('workers')}, the run's number)"
+            raise UsageError("--resume with a different config: " + "; ".join(differ) + hint)
 
     # -- process group; rank 0 prepares OUT and tells every rank whether it could ----------
     distributed.init(dist_env, device)

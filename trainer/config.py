@@ -10,6 +10,8 @@ docs/trainer.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from dataclasses import dataclass
 
 from segcore import options
@@ -18,6 +20,12 @@ from segcore.config import config_hash
 from trainer.unet import LOSSES
 
 AMP_MODES = ("auto", "bf16", "off")
+# --workers auto: the CPUs of this process's share of the node, less one for the main process,
+# at most MAX_AUTO_WORKERS on a GPU (one worker decodes about 2,200 samples/s, so 8 are several
+# times what a U-Net step on an H200 consumes: docs/benchmarks.md#trainer-throughput) and at
+# most CPU_AUTO_WORKERS on a CPU, where the step, not decoding, is the bottleneck.
+MAX_AUTO_WORKERS = 8
+CPU_AUTO_WORKERS = 1
 
 # Keys that do not change the weights a run produces: a resume may change them.
 # `steps` may grow (train longer); the lr drop is at a fixed step, not a fraction of `steps`.
@@ -42,7 +50,7 @@ class TrainConfig:
     loss: str = "ce"  # "ce" (authors' code, 2 classes) or "bce" (paper text, 1 logit)
     resolution: int = 128
     seed: int = 0
-    workers: int = 4  # part of the data stream: fixed on resume
+    workers: int | None = None  # None: auto (resolve_workers); part of the data stream
     amp: str = "auto"
     device: str = "auto"
     val_shards: str = "auto"
@@ -61,7 +69,10 @@ class TrainConfig:
             (self.width > 0, f"--width must be > 0, got {self.width}"),
             (self.loss in LOSSES, f"--loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.resolution >= 32, f"--resolution must be >= 32, got {self.resolution}"),
-            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (
+                self.workers is None or self.workers >= 0,
+                f"--workers must be >= 0 or auto, got {self.workers}",
+            ),
             (self.amp in AMP_MODES, f"--amp: auto, bf16 or off, not {self.amp!r}"),
             (self.val_samples >= 1, f"--val-samples must be >= 1, got {self.val_samples}"),
             (min(self.val_every, self.ckpt_every, self.log_every) >= 1, "every-N options >= 1"),
@@ -84,7 +95,6 @@ HELP = {
     "loss": "ce: 2-class cross-entropy (authors' code); bce: one logit (paper text)",
     "resolution": "training side; shards at another size are resized in the loader",
     "seed": "seed of the initial weights and of the data stream",
-    "workers": "DataLoader workers per rank (part of the data stream: fixed on resume)",
     "amp": "auto: bf16 autocast on CUDA, off on CPU",
     "device": "auto: cuda:LOCAL_RANK if available, else cpu",
     "val_shards": "hold-out shards: auto (the last shard), none, indices of the --shards "
@@ -119,10 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="per-rank batch, global = this x ranks (default: --batch-size / ranks)",
     )
-    # The rest in field order; the world size is no option (torchrun's environment sets it).
-    added = {"shards", "out", "steps", "batch_size", "per_rank_batch", "world_size"}
+    # The rest in field order; the world size is no option (torchrun's environment sets it),
+    # and --workers takes "auto" besides a number.
+    added = {"shards", "out", "steps", "batch_size", "per_rank_batch", "world_size", "workers"}
     choices = {"loss": LOSSES, "amp": AMP_MODES}
     options.add_options(p, TrainConfig, skip=added, help=HELP, choices=choices)
+    p.add_argument(
+        "--workers",
+        type=workers_option,
+        default=None,
+        help=f"DataLoader workers per rank, or auto: this rank's share of the node's CPUs "
+        f"less one, at most {MAX_AUTO_WORKERS} on a GPU and {CPU_AUTO_WORKERS} on a CPU. Part "
+        "of the data stream: a resume needs the same number, so a resume on another machine "
+        "passes the recorded number (config.json) (default: auto)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -130,6 +150,53 @@ def build_parser() -> argparse.ArgumentParser:
         "is refused)",
     )
     return p
+
+
+def workers_option(text: str) -> int | None:
+    """--workers: 'auto' (None) or a number >= 0."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or auto, got {value}")
+    return value
+
+
+def auto_workers(cuda: bool, cpus: int, ranks_per_node: int, gpus_per_node: int) -> int:
+    """Loader workers per rank for `--workers auto` (a pure function of the machine).
+
+    A rank's share is the node's usable CPUs divided by the ranks on the node (on CUDA: by
+    at least the node's GPUs, one rank per GPU); one CPU of it runs the main process.
+    """
+    share = cpus // max(1, ranks_per_node, gpus_per_node if cuda else 1)
+    cap = MAX_AUTO_WORKERS if cuda else CPU_AUTO_WORKERS
+    return max(0, min(cap, share - 1))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's or Slurm's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # platforms without sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def resolve_workers(cfg: TrainConfig, device_type: str) -> TrainConfig:
+    """The config with `workers` resolved: a given number is kept, auto is derived from the
+    machine (torchrun's LOCAL_WORLD_SIZE ranks share this node)."""
+    if cfg.workers is not None:
+        return cfg
+    cuda = device_type == "cuda"
+    gpus = 0
+    if cuda:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return dataclasses.replace(cfg, workers=auto_workers(cuda, usable_cpus(), ranks, gpus))
 
 
 def split_batch(batch_size: int | None, per_rank: int | None, world: int) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from segcore import samples, storage
 from segcore.cli import UsageError
+from trainer import tarstream
 
 _SHARD_INDEX = re.compile(r"shard-(\d+)\.tar$")
 # The error check waits for this many failures, so one bad sample early on is not "100%".
@@ -164,10 +165,11 @@ class ErrorCounter:
 def iter_shard(url: str, handler: ErrorCounter) -> Iterator[dict]:
     """Raw samples ({'__key__', 'jpg', 'png', ...}) of one shard, in order.
 
-    A shard that cannot be opened, or breaks off, ends early after one counted failure.
+    A shard that cannot be opened, or breaks off, ends early after one counted failure. The
+    tar is parsed by trainer/tarstream.py (the samples webdataset's tar iterators give, at a
+    fraction of their CPU time).
     """
     import webdataset as wds
-    from webdataset.tariterators import group_by_keys, tar_file_expander
 
     register_fsspec_gopen()
     try:
@@ -176,14 +178,14 @@ def iter_shard(url: str, handler: ErrorCounter) -> Iterator[dict]:
         handler(err)
         return
     try:
-        files = tar_file_expander([{"url": url, "stream": stream}], handler=handler)
-        yield from group_by_keys(files, handler=handler)
+        yield from tarstream.iter_samples(stream, url, handler)
     finally:
         stream.close()
 
 
 def decode_sample(sample: dict, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8 [R,R,3], mask uint8 [R,R] 0/255) from a raw sample; ValueError if unusable."""
+    """(RGB uint8 [R,R,3], mask uint8 [R,R] as stored) from a raw sample, resized to the
+    training side; ValueError if unusable (segcore.samples.decode_sample)."""
     import cv2
 
     img, mask = samples.decode_sample(sample)
@@ -257,34 +259,38 @@ class ShardStream(IterableDataset):
         counter = ErrorCounter(f" (rank {spec.rank} worker {logical})")
         good = 0
         draw, offset = self.positions.get(logical, (0, 0))
-        images, masks = [], []
-        made = 0
+        images = masks = None
+        filled = made = 0
         while made < n_batches:
             url = draw_shard(spec, logical, draw)
             for i, raw in enumerate(iter_shard(url, counter)):
                 if i < offset:
                     continue  # already consumed before the checkpoint
+                if images is None:
+                    # Each batch gets fresh arrays: the one yielded last may still be in use.
+                    images, masks = empty_batch(spec.batch_size, spec.resolution)
+                    image_rows, mask_rows = images.numpy(), masks.numpy()
                 try:
-                    img, mask = decode_sample(raw, spec.resolution)
+                    image_rows[filled], mask_rows[filled] = decode_sample(raw, spec.resolution)
                 except Exception as err:
                     counter(err)
                 else:
-                    images.append(img)
-                    masks.append(mask)
+                    filled += 1
                     good += 1
                 if counter.bad >= MIN_BAD_FOR_ERROR and counter.bad > spec.max_bad_fraction * (
                     good + counter.bad
                 ):
                     yield {"error": self._too_many(counter.bad, good)}
                     return
-                if len(images) == spec.batch_size:
+                if filled == spec.batch_size:
                     yield {
-                        "image": torch.from_numpy(np.stack(images)),  # [B,R,R,3] uint8
-                        "mask": torch.from_numpy(np.stack(masks)),  # [B,R,R] uint8
+                        "image": images,  # [B,R,R,3] uint8
+                        "mask": masks,  # [B,R,R] uint8
                         "pos": torch.tensor([logical, draw, i + 1], dtype=torch.int64),
                         "bad": counter.bad,
                     }
-                    images, masks = [], []
+                    images = masks = None
+                    filled = 0
                     made += 1
                     if made == n_batches:
                         return
@@ -298,6 +304,14 @@ class ShardStream(IterableDataset):
             f"too much unreadable data on rank {self.spec.rank}: {bad} failures vs {good} good "
             f"samples (limit --max-bad-fraction {self.spec.max_bad_fraction}); check the shards"
         )
+
+
+def empty_batch(batch: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [B,R,R,3], masks [B,R,R]) uint8 tensors the decoder writes into in place."""
+    return (
+        torch.empty((batch, resolution, resolution, 3), dtype=torch.uint8),
+        torch.empty((batch, resolution, resolution), dtype=torch.uint8),
+    )
 
 
 def train_loader(dataset: ShardStream, num_workers: int, pin_memory: bool) -> DataLoader:
@@ -319,7 +333,16 @@ def train_loader(dataset: ShardStream, num_workers: int, pin_memory: bool) -> Da
         pin_memory=pin_memory,
         prefetch_factor=4 if num_workers > 0 else None,
         multiprocessing_context="spawn" if remote and num_workers > 0 else None,
+        # A spawned worker starts a fresh OpenCV: it needs the setting too.
+        worker_init_fn=one_cv2_thread if remote and num_workers > 0 else None,
     )
+
+
+def one_cv2_thread(worker_id: int) -> None:
+    """DataLoader worker_init_fn of spawned workers: OpenCV decodes on this worker's thread."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 # ---------------------------------------------------------------------------------------------

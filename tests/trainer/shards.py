@@ -53,3 +53,35 @@ def write_run(folder: Path, n_shards: int, per_shard: int, size: int, seed: int 
     for i in range(n_shards):
         write_shard(folder / schema.shard_name(i), i, per_shard, size, seed)
     return schema.shard_brace_pattern(str(folder), 0, n_shards - 1)
+
+
+def gan_like_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth noise with a brighter disk (the object) and its bool mask: JPEG-heavy content."""
+    import cv2
+
+    img = cv2.GaussianBlur(rng.integers(0, 256, (size, size, 3), np.uint8), (5, 5), 0)
+    mask = np.zeros((size, size), np.uint8)
+    cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
+    cv2.circle(mask, (int(cx), int(cy)), int(rng.integers(size // 8, size // 3)), 255, -1)
+    img[mask > 0] = img[mask > 0] // 2 + 100
+    return img, mask > 0
+
+
+def write_generator_shard(path: Path, index: int, n: int, size: int, seed: int = 0) -> Path:
+    """A shard exactly as the generator writes one (generator/shards.py): segcore's encoders at
+    the generator's defaults (JPEG q95, PNG level 1) in a webdataset.TarWriter with fixed
+    owner and mtime (a pax header before each member)."""
+    from segcore import samples
+
+    rng = np.random.default_rng([seed, index])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        sink = wds.TarWriter(f, user="gan-objseg", group="gan-objseg", mtime=0.0)
+        for i in range(n):
+            img, mask = gan_like_sample(rng, size)
+            meta = {"shard": index, "sample": i}
+            sink.write(samples.encode_sample(
+                schema.sample_key(index, i), img, mask, meta, jpeg_quality=95, png_compression=1
+            ))  # fmt: skip
+        sink.close()
+    return path

@@ -208,6 +208,24 @@ def test_resume_guards(shard_dir, tmp_path):
     assert weights(out)["step"] == 3
 
 
+def test_auto_workers_are_recorded_and_a_resume_elsewhere_is_refused(
+    shard_dir, tmp_path, monkeypatch
+):
+    from trainer import config
+
+    _, pattern = shard_dir
+    base = [*TINY, "--shards", pattern, "--steps", "2", "--val-every", "9"]
+    out = str(tmp_path / "o")
+    monkeypatch.setattr(config, "usable_cpus", lambda: 1)  # auto: no CPU to spare, 0 workers
+    assert main([*base, "--out", out, "--workers", "auto"]) == 0
+    saved = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert saved["config"]["workers"] == 0 and weights(out)["config"]["workers"] == 0
+    monkeypatch.setattr(config, "usable_cpus", lambda: 4)  # another machine: auto gives 1
+    with pytest.raises(UsageError, match=r"workers: 0 -> 1 \(pass --workers 0, the run's"):
+        main([*base, "--out", out, "--resume", "--steps", "3"])
+    assert main([*base, "--out", out, "--resume", "--steps", "3", "--workers", "0"]) == 0
+
+
 def test_all_corrupt_shards_stop_with_a_clear_error(tmp_path):
     for i in range(3):
         (tmp_path / f"shard-00000{i}.tar").write_bytes(b"\0garbage" * 100)
