@@ -11,8 +11,14 @@ realistic cost". The histogram filter is computed but set to pass (`--min-maxima
 random GAN's images are mostly unimodal, and keeping nearly every draw is the worst case for the
 encoding cost. The goal: everything else <= 10% of generator time (measured numbers:
 docs/benchmarks.md). The script prints the split per drawn sample (one drawn sample = G(z) and
-G(z + r h)) and what dominates the rest. `encode` is the encoding time NOT hidden behind
-generation (encoding runs on threads while the GAN renders the next batch).
+G(z + r h)) and what dominates the rest.
+
+The stages run in their own thread beside the GAN's and the encoding in a pool
+(docs/generator.md, "Pipeline"), so "everything else" is work done while the GAN renders, not
+time added to it: `encode` and `tar_upload` are what a shard waits for after its last batch.
+On a GPU the stage timers also hold the wait for the GPU (a batch's first read on the host
+waits for its forward), so there they are not a cost split; benchmarks/generator_overlap.py
+measures the overlap, and the end-to-end rate on a GPU comes from scripts/gpu_check.sh.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from segcore.samples import encode_jpeg, encode_mask_png
 
 PROG = "python benchmarks/generator_overhead.py"
 
-OTHER = ("latents", "masks", "filters", "to_uint8", "encode", "tar_upload")
+OTHER = ("latents", "masks", "filters", "to_uint8", "accept", "encode", "tar_upload")
 
 
 def gflop_per_image(gan) -> float:
@@ -106,6 +112,14 @@ def png_levels(args) -> None:
     sizes = [len(encode_jpeg(im, 95)) for im in images]
     ms = (time.perf_counter() - t0) / len(images) * 1000
     print(f"    image JPEG q95: {ms:.3f} ms, {np.mean(sizes):.0f} bytes per image")
+    # the pipeline's layout: B, G, R in memory, handed over as an RGB view (no copy in cv2)
+    views = [np.ascontiguousarray(im[..., ::-1])[..., ::-1] for im in images]
+    same = [encode_jpeg(v, 95) for v in views] == [encode_jpeg(im, 95) for im in images]
+    t0 = time.perf_counter()
+    for v in views:
+        encode_jpeg(v, 95)
+    ms = (time.perf_counter() - t0) / len(views) * 1000
+    print(f"    image JPEG q95 from B, G, R memory: {ms:.3f} ms (same bytes: {same})")
 
 
 def main(argv=None) -> int:
@@ -133,6 +147,11 @@ def main(argv=None) -> int:
         f"device {args.device}, torch threads {torch.get_num_threads()}, "
         f"{args.resolution}px, {args.shards} shards x {args.samples} samples per width"
     )
+    if args.device.startswith("cuda"):
+        print(
+            "    on CUDA the stage timers include waiting for the GPU's forward: read them as "
+            "where the host waited, not as a cost split"
+        )
     for width in (int(w) for w in args.widths.split(",")):
         r = bench(width, args)
         per = 1000 / r["draws"]

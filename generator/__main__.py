@@ -40,9 +40,11 @@ _CONFIG_HELP = {
     "png_compression": "PNG compression level of the masks (0..9)",
 }
 _RAY_HELP = {
-    "workers": "Ray actors (none: one per GPU, else one per CPU)",
+    "workers": "Ray actors (none: one per GPU, else one per --cpus-per-worker CPUs)",
     "address": "Ray address, 'auto' joins a cluster (none: start Ray in-process)",
     "device": "actor device: auto uses GPU actors when the cluster has GPUs",
+    "cpus_per_worker": "CPUs per actor, the size of its JPEG/PNG encoder pool (none: the "
+    "fewest CPUs per GPU over the GPU nodes, CPUs // GPUs; 1 for CPU actors)",
     "max_tries": "tries per shard before failing",
 }
 NO_FILTERS = "none"

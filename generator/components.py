@@ -8,8 +8,12 @@ On a CUDA device the labelling runs in torch: every foreground pixel starts with
 index as label; each round takes the minimum label over the pixel and its 4 or 8 neighbours,
 then follows labels as pointers (label <- label[label]) until they stop changing, which
 shortens long chains geometrically. The fixpoint gives every pixel of a component the same
-label (the smallest index reachable through it), whatever the component's shape. On the CPU,
-OpenCV's labelling is faster and gives the same areas, so it is used there.
+label (the smallest index reachable through it), whatever the component's shape.
+
+On the CPU, OpenCV's labelling is faster and gives the same areas, so it is used there, once
+per batch: the masks are stacked into one tall image with an empty row between two masks, so
+no component crosses from one mask to the next, and each component's image is its top row
+divided by H + 1. Any correct labelling gives the same components, hence the same result.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ def _keep_large_torch(masks: torch.Tensor, connectivity: int, ratio: float) -> t
 
 
 def _keep_large_cv2(mask: np.ndarray, connectivity: int, ratio: float) -> np.ndarray:
+    """One [H, W] mask, OpenCV's labelling and the rule as the paper's code applies them (the
+    reference the batched path is tested against)."""
     import cv2
 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
@@ -92,6 +98,28 @@ def _keep_large_cv2(mask: np.ndarray, connectivity: int, ratio: float) -> np.nda
     return keep[labels]
 
 
+def _keep_large_cv2_batch(masks: np.ndarray, connectivity: int, ratio: float) -> np.ndarray:
+    """[N, H, W] bool -> the same without the small components, with one OpenCV call."""
+    import cv2
+
+    n, h, w = masks.shape
+    tall = np.zeros((n, h + 1, w), np.uint8)  # the last row of each block stays empty
+    tall[:, :h] = masks
+    # Grana's block-based labelling (8-connectivity; OpenCV uses SAUF for 4): the fastest here
+    count, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+        tall.reshape(n * (h + 1), w), connectivity, cv2.CV_32S, cv2.CCL_GRANA
+    )
+    if count <= 1:  # no foreground anywhere
+        return np.zeros((n, h, w), bool)
+    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    image = stats[:, cv2.CC_STAT_TOP] // (h + 1)
+    largest = np.zeros(n, np.float64)
+    np.maximum.at(largest, image[1:], areas[1:])
+    keep = np.zeros(count, bool)
+    keep[1:] = areas[1:] / largest[image[1:]] > ratio
+    return np.take(keep, labels.reshape(n, h + 1, w)[:, :h])
+
+
 def keep_large_components_batch(
     masks: torch.Tensor, connectivity: int = 8, ratio: float = 0.2
 ) -> torch.Tensor:
@@ -101,6 +129,5 @@ def keep_large_components_batch(
     if masks.numel() == 0:
         return masks.bool().clone()
     if masks.device.type == "cpu":
-        arr = masks.bool().numpy()
-        return torch.from_numpy(np.stack([_keep_large_cv2(m, connectivity, ratio) for m in arr]))
+        return torch.from_numpy(_keep_large_cv2_batch(masks.bool().numpy(), connectivity, ratio))
     return _keep_large_torch(masks.bool(), connectivity, ratio)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from generator.components import keep_large_components_batch
 
 FILTERS = ("components", "mask_size", "histogram")
 ACCEPTED = 0
@@ -42,16 +43,8 @@ class FilterSettings:
 
 def keep_large_components(mask: np.ndarray, connectivity: int = 8, ratio: float = 0.2):
     """One [H, W] bool mask -> a copy without components of area <= ratio x the largest."""
-    if connectivity not in (4, 8):
-        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=connectivity
-    )
-    if n <= 1:  # background only
-        return mask.copy()
-    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
-    keep = np.concatenate([[False], areas / areas.max() > ratio])
-    return keep[labels]
+    batch = torch.from_numpy(np.asarray(mask, dtype=bool)[None])
+    return keep_large_components_batch(batch, connectivity, ratio)[0].numpy()
 
 
 def mask_size_ok(
@@ -64,7 +57,16 @@ def mask_size_ok(
 
 def histogram_counts(images: torch.Tensor, bins: int = 12, lo: float = -1.0, hi: float = 1.0):
     """Per-image histogram of all channels pooled, like torch.histc(im, bins, lo, hi) per image:
-    values outside [lo, hi] are ignored and hi itself falls in the last bin. -> [N, bins]."""
+    values outside [lo, hi] are ignored and hi itself falls in the last bin. -> [N, bins].
+    A value's bin is floor((x - lo) * (bins / (hi - lo))) in float32, clamped to the bins."""
+    n = images.shape[0]
+    if images.device.type == "cpu" and bins * HIST_CHUNK <= 256:
+        return _histogram_counts_cpu(images.reshape(n, -1), bins, lo, hi)
+    return _histogram_counts_torch(images, bins, lo, hi)
+
+
+def _histogram_counts_torch(images: torch.Tensor, bins: int, lo: float, hi: float):
+    """The whole batch at once in torch (the GPU's path)."""
     n = images.shape[0]
     flat = images.reshape(n, -1).float()
     pos = ((flat - lo) * (bins / (hi - lo))).floor_().clamp_(0, bins - 1).long()
@@ -76,6 +78,32 @@ def histogram_counts(images: torch.Tensor, bins: int = 12, lo: float = -1.0, hi:
     else:
         counts = torch.bincount(pos.view(-1), minlength=n * (bins + 1))
     return counts.view(n, bins + 1)[:, :bins].float()
+
+
+HIST_CHUNK = 4  # images per step of the CPU histogram: the temporaries stay in the cache
+
+
+def _histogram_counts_cpu(flat: torch.Tensor, bins: int, lo: float, hi: float) -> torch.Tensor:
+    """The same counts as the general path, a few images at a time: each value's bin (the same
+    float32 arithmetic; NaN is not defined on either path) becomes one byte, offset by bins x
+    its image's place in the chunk, and one bincount counts the chunk. A value below lo lands
+    in bin 0 and one above hi in the last bin; they are counted apart and taken out (only when
+    the chunk has any)."""
+    n = flat.shape[0]
+    counts = np.empty((n, bins), np.int64)
+    for start in range(0, n, HIST_CHUNK):
+        x = flat[start : start + HIST_CHUNK].float()
+        m = x.shape[0]
+        # clamping first, the conversion's truncation is the floor (values are >= 0 then)
+        pos = (x - lo).mul_(bins / (hi - lo)).clamp_(0, bins - 1).to(torch.uint8)
+        pos += torch.arange(0, m * bins, bins, dtype=torch.uint8).unsqueeze(1)
+        chunk = np.bincount(pos.view(-1).numpy(), minlength=m * bins).reshape(m, bins)
+        low, high = torch.aminmax(x)
+        if not (low >= lo and high <= hi):  # out of range (or NaN): take those values out
+            chunk[:, 0] -= (x < lo).sum(dim=1).numpy()
+            chunk[:, -1] -= (x > hi).sum(dim=1).numpy()
+        counts[start : start + m] = chunk
+    return torch.from_numpy(counts).float()
 
 
 def count_maxima(hist: torch.Tensor) -> torch.Tensor:
@@ -94,29 +122,44 @@ def histogram_ok(shifted: torch.Tensor, bins: int = 12, min_maxima: int = 2) -> 
     return (count_maxima(histogram_counts(shifted, bins)) >= min_maxima).cpu().numpy()
 
 
-def apply_filters(masks: np.ndarray, shifted: torch.Tensor, settings: FilterSettings):
-    """-> (edited masks [N, H, W] bool, reason [N] int8: 0 accepted, else REJECTED_BY code)."""
-    masks = np.asarray(masks, dtype=bool)
-    if "components" in settings.enabled:
-        masks = (
-            np.stack(
-                [
-                    keep_large_components(m, settings.connectivity, settings.component_ratio)
-                    for m in masks
-                ]
-            )
-            if len(masks)
-            else masks
-        )
-    reason = np.zeros(len(masks), dtype=np.int8)
-    if "mask_size" in settings.enabled:
-        bad = ~mask_size_ok(masks, settings.max_fraction, settings.min_fraction)
-        reason[bad & (reason == ACCEPTED)] = REJECTED_BY["mask_size"]
-    if "histogram" in settings.enabled:
-        # only for the samples still in (as in the authors' code); saves work on rejects
-        alive = np.flatnonzero(reason == ACCEPTED)
-        if len(alive):
-            idx = torch.from_numpy(alive).to(shifted.device)
-            ok = histogram_ok(shifted[idx], settings.hist_bins, settings.min_maxima)
-            reason[alive[~ok]] = REJECTED_BY["histogram"]
+def filter_batch(masks: torch.Tensor, shifted: torch.Tensor, settings: FilterSettings):
+    """The filters on the masks' device: [N, H, W] bool masks and the shifted images ->
+    (edited masks [N, H, W] bool, reason [N] int8: 0 accepted, else REJECTED_BY code), both on
+    that device. The mask size is count / (H * W) in float64, the same number numpy's mean
+    gives, compared with the same bounds. On the CPU the histogram is computed for the samples
+    the first two filters kept only; on a GPU for all of them (no host synchronisation), which
+    gives the same counts because each image's histogram is its own."""
+    masks = masks.bool()
+    n = masks.shape[0]
+    if "components" in settings.enabled and n:
+        masks = keep_large_components_batch(masks, settings.connectivity, settings.component_ratio)
+    reason = torch.zeros(n, dtype=torch.int8, device=masks.device)
+    if "mask_size" in settings.enabled and n:
+        frac = masks.reshape(n, -1).sum(dim=1).double() / float(masks[0].numel())
+        ok = (frac < settings.max_fraction) & (frac >= settings.min_fraction)
+        reason.masked_fill_(~ok, REJECTED_BY["mask_size"])
+    if "histogram" in settings.enabled and n:
+        if masks.device.type == "cpu":
+            alive = torch.nonzero(reason == ACCEPTED).squeeze(1)
+            if len(alive):
+                survivors = shifted if len(alive) == n else shifted.index_select(0, alive)
+                bad = ~histogram_ok_tensor(survivors, settings)
+                reason[alive[bad]] = REJECTED_BY["histogram"]
+        else:
+            bad = ~histogram_ok_tensor(shifted, settings) & (reason == ACCEPTED)
+            reason.masked_fill_(bad, REJECTED_BY["histogram"])
     return masks, reason
+
+
+def histogram_ok_tensor(shifted: torch.Tensor, settings: FilterSettings) -> torch.Tensor:
+    """[N] bool on the images' device: the histogram filter's verdict."""
+    return count_maxima(histogram_counts(shifted, settings.hist_bins)) >= settings.min_maxima
+
+
+def apply_filters(masks: np.ndarray, shifted: torch.Tensor, settings: FilterSettings):
+    """numpy in and out: `filter_batch` on the CPU. -> (edited masks [N, H, W] bool, reason [N]
+    int8: 0 accepted, else REJECTED_BY code)."""
+    edited, reason = filter_batch(
+        torch.from_numpy(np.asarray(masks, dtype=bool)), shifted.cpu(), settings
+    )
+    return edited.numpy(), reason.numpy()

@@ -1,10 +1,12 @@
-"""Shards on Ray: one actor per GPU (or per CPU), one call = one whole shard.
+"""Shards on Ray: one actor per GPU (or per `cpus_per_worker` CPUs), one call = one whole shard.
 
 Each actor loads the GAN once in `__init__`; a call generates, filters, writes and uploads
-one shard and returns only its manifest record. The driver keeps at most `per_actor` calls
-queued per actor (bounded in-flight work, `ray.wait`), retries a failed shard on another actor
-(an actor that died is replaced), gives up on a shard after `max_tries` tries and then fails
-listing every such shard.
+one shard and returns only its manifest record. An actor runs two calls at once
+(`ACTOR_CONCURRENCY`, a threaded actor): while one shard waits for its encodes, builds its tar
+and uploads it, the next shard already renders on the GAN (shard_maker.py). The driver keeps
+at most `per_actor` calls queued per actor (bounded in-flight work, `ray.wait`), retries a
+failed shard on another actor (an actor that died is replaced), gives up on a shard after
+`max_tries` tries and then fails listing every such shard.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from segcore.cli import UsageError
+from segcore.device import resolve_device
 from segcore.progress import progress_bar
 
 
@@ -27,19 +31,29 @@ class RaySettings:
     device: str = "auto"  # auto | cpu | cuda: "auto" uses GPU actors when the cluster has GPUs
     max_tries: int = 3
     per_actor: int = 2  # calls queued per actor, so a GPU never idles between shards
+    cpus_per_worker: int | None = None  # None: the node's CPUs / its GPUs; 1 without GPUs
+
+
+ACTOR_CONCURRENCY = 2  # shards an actor works on at once: one renders, one finishes
 
 
 class ShardActor:
-    """Ray actor body (decorated in `_actor_class`): holds one ShardMaker."""
+    """Ray actor body (decorated in `actor_class`): holds one ShardMaker."""
 
-    def __init__(self, config, embeddings, use_gpu: bool, crash_marker: str | None = None):
+    def __init__(
+        self,
+        config,
+        embeddings,
+        use_gpu: bool,
+        crash_marker: str | None = None,
+        cpus_per_worker: int = 1,
+    ):
         from generator.shard_maker import ShardMaker
-        from segcore.device import resolve_device
 
         # a GPU actor sees only its own GPU (Ray sets CUDA_VISIBLE_DEVICES); "auto" falls back
         # to the CPU where the GPU is only a logical resource (tests)
         device = resolve_device("auto" if use_gpu else "cpu")
-        self.maker = ShardMaker(config, embeddings, device=device)
+        self.maker = ShardMaker(config, embeddings, device=device, cpus_per_worker=cpus_per_worker)
         self.crash_marker = crash_marker
 
     def ready(self) -> dict:
@@ -47,6 +61,7 @@ class ShardActor:
             "pid": os.getpid(),
             "device": str(self.maker.device),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "cpus_per_worker": self.maker.cpus_per_worker,
         }
 
     def make_shard(self, index: int, out: str) -> dict:
@@ -64,12 +79,33 @@ class ShardActor:
         os._exit(17)
 
 
-def _actor_class(use_gpu: bool):
+def actor_class(use_gpu: bool, cpus_per_worker: int = 1):
+    """The Ray actor class: `cpus_per_worker` CPUs (the size of its encoder pool), one GPU for
+    GPU actors, ACTOR_CONCURRENCY calls at once."""
     import ray
 
-    opts = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
+    opts = {"num_cpus": cpus_per_worker, "max_concurrency": ACTOR_CONCURRENCY}
+    if use_gpu:
+        opts["num_gpus"] = 1
     # max_restarts=0: a dead actor is replaced by the driver, which also re-queues its shards
     return ray.remote(**opts)(ShardActor)
+
+
+def check_settings(settings: RaySettings) -> None:
+    """Refuse bad execution settings before anything is written. Against this machine when Ray
+    will start in-process; against the cluster in `plan_workers` when joining one."""
+    import ray
+
+    cpus = settings.cpus_per_worker
+    if cpus is not None and cpus < 1:
+        raise UsageError(f"--cpus-per-worker must be >= 1, got {cpus}")
+    if ray.is_initialized() or settings.address or os.environ.get("RAY_ADDRESS"):
+        return
+    if settings.device == "cuda":
+        resolve_device("cuda", option="--device")  # one line when CUDA is not available here
+    here = os.cpu_count() or 1
+    if cpus is not None and cpus > here:
+        raise UsageError(f"--cpus-per-worker {cpus}: this machine has {here} CPUs")
 
 
 def init_ray(settings: RaySettings) -> bool:
@@ -86,22 +122,48 @@ def init_ray(settings: RaySettings) -> bool:
     return True
 
 
-def plan_workers(settings: RaySettings) -> tuple[int, bool]:
-    """-> (number of actors, GPU actors?) from the settings and the cluster's resources."""
+def _nodes() -> list[dict]:
+    import ray
+
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def default_cpus_per_worker(nodes: list[dict], use_gpu: bool) -> int:
+    """GPU actors: the fewest CPUs per GPU over the nodes with GPUs (CPUs // GPUs, at least 1);
+    CPU actors: 1."""
+    if not use_gpu:
+        return 1
+    ratios = [int(n.get("CPU", 0)) // int(n["GPU"]) for n in nodes if int(n.get("GPU", 0)) > 0]
+    return max(1, min(ratios, default=1))
+
+
+def plan_workers(settings: RaySettings) -> tuple[int, bool, int]:
+    """-> (number of actors, GPU actors?, CPUs per actor) from the settings and the cluster's
+    resources. UsageError for `--device cuda` on a cluster without GPUs, or more CPUs per
+    actor than a node that could hold the actor has."""
     import ray
 
     res = ray.cluster_resources()
     gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
+    if settings.device == "cuda" and gpus == 0:
+        raise UsageError("--device cuda: the Ray cluster has no GPUs")
     use_gpu = settings.device == "cuda" or (settings.device == "auto" and gpus > 0)
-    default = gpus if use_gpu else max(1, cpus)
+    nodes = _nodes()
+    per_actor = settings.cpus_per_worker or default_cpus_per_worker(nodes, use_gpu)
+    hosts = [n for n in nodes if int(n.get("GPU", 0)) > 0] if use_gpu else nodes
+    most = max((int(n.get("CPU", 0)) for n in hosts), default=cpus)
+    if per_actor > most:
+        kind = "GPU node" if use_gpu else "node"
+        raise UsageError(f"--cpus-per-worker {per_actor}: the largest {kind} has {most} CPUs")
+    default = gpus if use_gpu else max(1, cpus // per_actor)
     workers = settings.workers or default
-    available = gpus if use_gpu else cpus
+    available = gpus if use_gpu else cpus // per_actor
     if workers > available:
         print(
-            f"generator: {workers} workers requested, the cluster has {available} "
-            f"{'GPUs' if use_gpu else 'CPUs'} now; extra actors wait for resources"
+            f"generator: {workers} workers requested, the cluster has room for {available} "
+            f"now; extra actors wait for resources"
         )
-    return max(1, workers), use_gpu
+    return max(1, workers), use_gpu, per_actor
 
 
 def run_shards(
@@ -117,13 +179,13 @@ def run_shards(
 
     if not todo:
         return {}
-    n_workers, use_gpu = plan_workers(settings)
+    n_workers, use_gpu, per_actor = plan_workers(settings)
     n_workers = min(n_workers, len(todo))
-    cls = _actor_class(use_gpu)
+    cls = actor_class(use_gpu, per_actor)
     emb_ref = ray.put(embeddings) if embeddings is not None else None
 
     def new_actor():
-        return cls.remote(config, emb_ref, use_gpu, crash_marker)
+        return cls.remote(config, emb_ref, use_gpu, crash_marker, per_actor)
 
     actors = {i: new_actor() for i in range(n_workers)}
     # fail fast on a model that cannot load: every actor says it is ready before work starts

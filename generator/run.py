@@ -12,7 +12,7 @@ import os
 
 from generator.config import GeneratorConfig
 from generator.manifest import open_run, write_jsonl
-from generator.ray_runner import RaySettings, init_ray, run_shards
+from generator.ray_runner import RaySettings, check_settings, init_ray, run_shards
 from segcore import storage
 from segcore.cli import UsageError
 
@@ -143,6 +143,7 @@ def generate(
         # actors may run in another working directory: give them an absolute path
         out = str(storage.local_path(out).absolute())
     check_output(out)
+    check_settings(settings)
     finished = open_run(out, config, resume)
     todo = [i for i in range(config.shards) if i not in finished]
     if finished:

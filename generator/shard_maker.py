@@ -1,39 +1,58 @@
 """One shard, start to finish, in one process: latents -> G(z), G(z + r h) -> masks -> filters
 -> encoded samples -> published tar -> manifest record. A Ray actor holds one `ShardMaker`
-(model loaded once) and calls `make_shard` once per shard; tests call it directly.
+(model loaded once) and calls `make_shard` once per shard, two at a time; tests call it directly.
 
 Shard i is a pure function of (config, i): latents come from SeedSequence([seed, i]) and
 samples are accepted in draw order until the shard is full.
+
+The work of a shard runs as a pipeline (docs/generator.md, "Pipeline"):
+- the calling thread renders batches: latents, then G(z) and G(z + r h) in one forward, under
+  a lock shared by all the shards in flight (the oldest shard first), and queues them;
+- a stage thread runs everything that can run on the GAN's device on each batch (masks,
+  connected components, mask size, histogram, uint8 conversion of the kept images), brings
+  the kept images and masks to the host in one transfer, and hands them to the encoder pool;
+- the encoder pool (`cpus_per_worker` threads; OpenCV releases the GIL) encodes JPEG/PNG;
+- `make_shard` then waits for its encodes, builds the tar, publishes it and writes the
+  manifest record. Called from two threads (the actor's concurrency), one shard's tail runs
+  while the next shard renders.
 """
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-from generator.filters import ACCEPTED, REJECTED_BY, apply_filters
+from generator.filters import ACCEPTED, REJECTED_BY, filter_batch
 from generator.latents import ShardLatents
 from generator.manifest import make_record, write_record
 from generator.masks import make_masks
+from generator.pipeline import (
+    CPU_CHUNK,
+    GanTurns,
+    ShardState,
+    Timers,
+    packed_to_host,
+    to_uint8,
+    to_uint8_bgr,
+)
 from generator.shards import publish_shard
 from segcore import schema
 from segcore.samples import encode_sample
 
-_REASON_NAME = {code: name for name, code in REJECTED_BY.items()}
+REASON_NAME = {code: name for name, code in REJECTED_BY.items()}
+PREFETCH = 2  # rendered batches a shard may queue ahead of its stage thread
+ENCODE_CHUNK = 16  # kept samples per encoder task
+__all__ = ["ShardFailed", "ShardMaker", "to_uint8", "to_uint8_bgr"]
 
 
 class ShardFailed(RuntimeError):
     """A shard could not be filled (acceptance too low for max_draws_per_sample)."""
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3] RGB, round((x + 1) / 2 * 255)."""
-    x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 class ShardMaker:
@@ -43,7 +62,7 @@ class ShardMaker:
         embeddings: np.ndarray | None = None,
         device="cpu",
         gan=None,
-        encode_threads: int = 2,
+        cpus_per_worker: int = 1,
     ):
         from generator.gans import load_gan
 
@@ -59,79 +78,171 @@ class ShardMaker:
             else None
         )
         self.filters = config.filter_settings()
-        self.encode_threads = encode_threads
-        self.timers: Counter = Counter()  # seconds per stage, read by the benchmark
+        self.cpus_per_worker = max(1, int(cpus_per_worker))
+        self.pool = ThreadPoolExecutor(self.cpus_per_worker, thread_name_prefix="encode")
+        self.timers = Timers()  # seconds per stage, read by the benchmarks
+        self._turns = GanTurns()
+        self._tickets = itertools.count()
 
-    def _sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+    # -- the stages of one batch -------------------------------------------------------------
+
+    def _masks(self, img: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if self.device.type == "cpu" and cfg.mask == "lighter":
+            # elementwise: the same values in chunks that stay in the CPU's cache
+            return torch.cat(
+                [
+                    make_masks("lighter", img[i : i + CPU_CHUNK], shifted[i : i + CPU_CHUNK])
+                    for i in range(0, len(img), CPU_CHUNK)
+                ]
+            )
+        return make_masks(cfg.mask, img, shifted, self.operators, cfg.bright_operator)
+
+    def _stage(self, out: torch.Tensor, need: int):
+        """One rendered batch -> (reason [n] int8 numpy, kept positions (at most `need`),
+        their uint8 images as RGB views [K, H, W, 3], their masks bool [K, H, W])."""
+        n = len(out) // 2
+        img, shifted = out[:n], out[n:]
+        t0 = time.perf_counter()
+        mask = self._masks(img, shifted)
+        t1 = time.perf_counter()
+        mask, reason = filter_batch(mask, shifted, self.filters)
+        reason_np = reason.cpu().numpy()
+        t2 = time.perf_counter()
+        take = np.flatnonzero(reason_np == ACCEPTED)[:need]
+        if len(take) == n:  # all kept: no copies
+            bgr, kept_masks = to_uint8_bgr(img), mask
+        else:
+            idx = torch.from_numpy(take).to(self.device)
+            bgr, kept_masks = to_uint8_bgr(img.index_select(0, idx)), mask.index_select(0, idx)
+        if self.device.type != "cpu" and len(take):  # one transfer: images and masks together
+            bgr, kept_masks = packed_to_host(bgr, kept_masks)
+        images = bgr.numpy()[..., ::-1]
+        t3 = time.perf_counter()
+        self.timers.add("masks", t1 - t0)
+        self.timers.add("filters", t2 - t1)
+        self.timers.add("to_uint8", t3 - t2)
+        return reason_np, take, images, kept_masks.numpy()
+
+    def _stage_loop(self, index, batches: queue.Queue, state: ShardState, on_batch) -> None:
+        """The stage thread of one shard: takes rendered batches until None; after an error or
+        once the shard is full it only drains the queue."""
+        cfg = self.config
+        while (item := batches.get()) is not None:
+            out, source = item
+            if state.error is not None or state.full:
+                continue
+            try:
+                cpu = time.thread_time()
+                reason, take, images, masks = self._stage(out, state.k - len(state.metas))
+                self.timers.add("stages_cpu", time.thread_time() - cpu)
+                t0 = time.perf_counter()
+                n = len(reason)
+                # draws consumed: up to the sample that fills the shard, else the whole batch
+                used = int(take[-1]) + 1 if len(state.metas) + len(take) >= state.k else n
+                first = state.staged
+                metas = [
+                    {
+                        "shard": index,
+                        "sample": len(state.metas) + i,
+                        "seed": cfg.seed,
+                        "draw": first + int(j),  # position in the shard's latent stream
+                        "source_index": int(source[j]),  # embeddings row, -1 for the prior
+                    }
+                    for i, j in enumerate(take)
+                ]
+                if len(metas):
+                    on_batch(images, masks, metas)
+                counts = np.bincount(reason[:used], minlength=max(REJECTED_BY.values()) + 1)
+                with state.cond:
+                    for code, name in REASON_NAME.items():
+                        state.rejected[name] += int(counts[code])
+                    state.metas += metas
+                    state.attempts = first + used
+                    state.staged = first + n
+                    state.cond.notify_all()
+                self.timers.add("accept", time.perf_counter() - t0)
+            except BaseException as err:  # handed to the rendering thread, which raises it
+                with state.cond:
+                    state.error = err
+                    state.cond.notify_all()
+
+    # -- one shard ---------------------------------------------------------------------------
 
     @torch.no_grad()
+    def _run(self, index: int, on_batch) -> ShardState:
+        """Render, stage and hand over the kept samples of shard `index` (on_batch(images,
+        masks, metas) per batch, in draw order); -> the final state."""
+        cfg = self.config
+        state = ShardState(cfg.samples_per_shard)
+        latents = ShardLatents(cfg.seed, index, self.gan.latent_dim, self.embeddings, cfg.alpha)
+        limit = state.k * cfg.max_draws_per_sample
+        batches: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        stage = threading.Thread(
+            target=torch.no_grad()(self._stage_loop),
+            args=(index, batches, state, on_batch),
+            name=f"stages-{index}",
+            daemon=True,
+        )
+        stage.start()
+        ticket = next(self._tickets)
+        rendered = 0
+        try:
+            while rendered < limit:
+                with state.cond:
+                    state.cond.wait_for(lambda n=rendered: state.may_go_on(n))
+                    if state.full or state.error is not None:
+                        break
+                with self._turns.turn(ticket):
+                    t0 = time.perf_counter()
+                    z_np, source = latents.draw(cfg.batch_size)
+                    z = torch.from_numpy(z_np).to(self.device)
+                    t1 = time.perf_counter()
+                    # G(z) and G(z + r h) in ONE batched forward (eval mode: no batch dependence)
+                    out = self.gan.generate(torch.cat([z, z + self.delta]))
+                    t2 = time.perf_counter()
+                self.timers.add("latents", t1 - t0)
+                self.timers.add("generator", t2 - t1)
+                rendered += len(z_np)
+                batches.put((out, source))
+        finally:
+            batches.put(None)
+            stage.join()
+        if state.error is not None:
+            raise state.error
+        if not state.full:
+            raise ShardFailed(
+                f"shard {index}: only {len(state.metas)} of {state.k} samples passed the "
+                f"filters in {state.attempts} draws; check the direction, or relax --filters"
+            )
+        return state
+
     def samples(self, index: int, on_accept=None):
         """-> (images uint8 [K,H,W,3], masks bool [K,H,W], metas, attempts, rejected).
 
-        `on_accept(image, mask, meta)` is called for each kept sample as soon as it is kept
-        (make_shard encodes there, on threads, while the next batch is generated); with it the
-        pixels are handed over, not kept, and images and masks come back as None (a shard's
-        worth of uint8 images is not held twice)."""
-        cfg = self.config
-        k = cfg.samples_per_shard
-        latents = ShardLatents(cfg.seed, index, self.gan.latent_dim, self.embeddings, cfg.alpha)
-        images, masks, metas = [], [], []
-        rejected = {name: 0 for name in REJECTED_BY}
-        attempts = 0
-        while len(metas) < k:
-            if attempts >= k * cfg.max_draws_per_sample:
-                raise ShardFailed(
-                    f"shard {index}: only {len(metas)} of {k} samples passed the filters in "
-                    f"{attempts} draws; check the direction, or relax --filters"
-                )
-            t0 = time.perf_counter()
-            z_np, source = latents.draw(cfg.batch_size)
-            z = torch.from_numpy(z_np).to(self.device)
-            n = len(z)
-            t1 = time.perf_counter()
-            # G(z) and G(z + r h) in ONE batched forward (eval mode: no batch dependence)
-            out = self.gan.generate(torch.cat([z, z + self.delta]))
-            self._sync()
-            t2 = time.perf_counter()
-            img, shifted = out[:n], out[n:]
-            mask = make_masks(cfg.mask, img, shifted, self.operators, cfg.bright_operator)
-            mask_np = mask.cpu().numpy()
-            t3 = time.perf_counter()
-            mask_np, reason = apply_filters(mask_np, shifted, self.filters)
-            t4 = time.perf_counter()
-            img_u8 = to_uint8(img)
-            t5 = time.perf_counter()
-            for j in range(n):
-                attempts += 1
-                if reason[j] != ACCEPTED:
-                    rejected[_REASON_NAME[int(reason[j])]] += 1
-                    continue
-                metas.append(
-                    {
-                        "shard": index,
-                        "sample": len(metas),
-                        "seed": cfg.seed,
-                        "draw": attempts - 1,  # position in the shard's latent stream
-                        "source_index": int(source[j]),  # row of the embeddings, -1 for the prior
-                    }
-                )
-                if on_accept is not None:
-                    on_accept(img_u8[j], mask_np[j], metas[-1])
-                else:
-                    images.append(img_u8[j])
-                    masks.append(mask_np[j])
-                if len(metas) == k:
-                    break
-            self.timers["latents"] += t1 - t0
-            self.timers["generator"] += t2 - t1
-            self.timers["masks"] += t3 - t2
-            self.timers["filters"] += t4 - t3
-            self.timers["to_uint8"] += t5 - t4
+        `on_accept(image, mask, meta)` is called for each kept sample, in order, as soon as it
+        is kept; with it the pixels are handed over, not kept, and images and masks come back
+        as None (a shard's worth of uint8 images is not held twice)."""
+        images, masks = [], []
+
+        def on_batch(batch_images, batch_masks, metas):
+            if on_accept is None:
+                images.append(batch_images)
+                masks.append(batch_masks)
+                return
+            for image, mask, meta in zip(batch_images, batch_masks, metas, strict=True):
+                on_accept(image, mask, meta)
+
+        state = self._run(index, on_batch)
         if on_accept is not None:
-            return None, None, metas, attempts, rejected
-        return np.stack(images), np.stack(masks), metas, attempts, rejected
+            return None, None, state.metas, state.attempts, state.rejected
+        return (
+            np.concatenate(images),
+            np.concatenate(masks),
+            state.metas,
+            state.attempts,
+            state.rejected,
+        )
 
     def encode_sample(self, image, mask, meta) -> dict:
         return encode_sample(
@@ -143,38 +254,47 @@ class ShardMaker:
             png_compression=self.config.png_compression,
         )
 
+    def _encode_many(self, images, masks, metas) -> list[dict]:
+        cpu = time.thread_time()
+        out = [self.encode_sample(*sample) for sample in zip(images, masks, metas, strict=True)]
+        self.timers.add("encode_cpu", time.thread_time() - cpu)
+        return out
+
     def make_shard(self, index: int, out: str, crash_hook=None) -> dict:
-        """Generate, write, publish shard `index` under `out`, then its manifest record."""
+        """Generate, write, publish shard `index` under `out`, then its manifest record.
+        Safe to call from several threads at once (the GAN renders one batch at a time)."""
         t0 = time.perf_counter()
-        # JPEG/PNG encoding runs on threads (OpenCV releases the GIL) while the GAN renders
-        # the next batch; only the wait left after the last batch adds to the shard's time.
-        with ThreadPoolExecutor(max(1, self.encode_threads)) as pool:
-            futures = []
+        futures = []
 
-            def submit(image, mask, meta):
-                futures.append(pool.submit(self.encode_sample, image, mask, meta))
+        def on_batch(images, masks, metas):
+            for i in range(0, len(metas), ENCODE_CHUNK):
+                part = slice(i, i + ENCODE_CHUNK)
+                futures.append(
+                    self.pool.submit(self._encode_many, images[part], masks[part], metas[part])
+                )
 
-            _, _, metas, attempts, rejected = self.samples(index, on_accept=submit)
-            if crash_hook is not None:
-                crash_hook(index)  # tests: die mid-shard, after the work, before publishing
-            t1 = time.perf_counter()
-            encoded = [f.result() for f in futures]  # in sample order
+        state = self._run(index, on_batch)
+        if crash_hook is not None:
+            crash_hook(index)  # tests: die mid-shard, after the work, before publishing
+        t1 = time.perf_counter()
+        encoded = [sample for f in futures for sample in f.result()]  # in sample order
         t2 = time.perf_counter()
         size, sha = publish_shard(encoded, out, index)
         t3 = time.perf_counter()
-        self.timers["encode"] += t2 - t1
-        self.timers["tar_upload"] += t3 - t2
+        self.timers.add("encode", t2 - t1)
+        self.timers.add("tar_upload", t3 - t2)
+        attempts, rejected = state.attempts, state.rejected
         passed_size = attempts - rejected["mask_size"]
         record = make_record(
             index,
-            len(metas),
+            len(state.metas),
             attempts,
             rejected,
             size,
             sha,
             self.config.hash,
             acceptance={
-                "overall": len(metas) / attempts,
+                "overall": len(state.metas) / attempts,
                 "mask_size": passed_size / attempts,
                 "histogram": (passed_size - rejected["histogram"]) / max(passed_size, 1),
             },

@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+import torch
 
 from generator.run import resolve_direction
 from segcore.cli import UsageError
@@ -55,7 +56,20 @@ def test_bad_inputs_subprocess_one_line_exit_2(bad_inputs):
             ["--shards", "1", "--out", "s3://b/run", "--gan", "random"],
             dead_s3,
         ),
+        "--cpus-per-worker must be >= 1, got 0": (
+            ["--shards", "1", "--out", out, "--gan", "random", "--cpus-per-worker", "0"],
+            None,
+        ),
+        f"--cpus-per-worker 999: this machine has {os.cpu_count()} CPUs": (
+            ["--shards", "1", "--out", out, "--gan", "random", "--cpus-per-worker", "999"],
+            None,
+        ),
     }
+    if not torch.cuda.is_available():
+        cases["--device cuda: CUDA is not available here"] = (
+            ["--shards", "1", "--out", out, "--gan", "random", "--device", "cuda"],
+            None,
+        )
     procs = {msg: _run(args, env) for msg, (args, env) in cases.items()}
     for msg, proc in procs.items():
         _, stderr = proc.communicate(timeout=120)

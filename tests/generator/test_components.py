@@ -10,6 +10,7 @@ import torch
 
 from generator.components import (
     _keep_large_cv2,
+    _keep_large_cv2_batch,
     _keep_large_torch,
     keep_large_components_batch,
     label_components,
@@ -93,3 +94,18 @@ def test_batch_entry_point_and_bad_connectivity():
     assert keep_large_components_batch(torch.zeros(0, 5, 5, dtype=torch.bool)).shape == (0, 5, 5)
     with pytest.raises(ValueError, match="connectivity"):
         keep_large_components_batch(torch.from_numpy(masks), 6)
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_one_opencv_call_per_batch_equals_one_call_per_mask(connectivity):
+    """The CPU path stacks a batch into one image (an empty row between masks)."""
+    rng = np.random.default_rng(10 + connectivity)
+    batches = [adversarial(n) for n in (5, 16, 33)]
+    for _ in range(20):
+        n, h, w = int(rng.integers(1, 9)), int(rng.integers(1, 30)), int(rng.integers(1, 30))
+        batches.append(rng.random((n, h, w)) < rng.uniform(0.05, 0.95))
+    for masks in batches:
+        for ratio in (0.0, 0.2, 0.5):
+            got = _keep_large_cv2_batch(masks, connectivity, ratio)
+            np.testing.assert_array_equal(got, reference(masks, connectivity, ratio))
+    assert not _keep_large_cv2_batch(np.zeros((3, 4, 4), bool), connectivity, 0.2).any()

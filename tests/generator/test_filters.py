@@ -6,8 +6,10 @@ import torch
 
 from generator.filters import (
     FilterSettings,
+    _histogram_counts_torch,
     apply_filters,
     count_maxima,
+    filter_batch,
     histogram_counts,
     keep_large_components,
     mask_size_ok,
@@ -119,3 +121,46 @@ def test_apply_filters_order_and_reasons():
     assert reason.tolist() == [2, 2, 0]
     _, reason = apply_filters(masks, shifted, FilterSettings(enabled=()))
     assert reason.tolist() == [0, 0, 0]
+
+
+def _histogram_reference(images, bins, lo=-1.0, hi=1.0):
+    """The histogram's definition, written out: float32 bin position, values outside dropped."""
+    flat = images.reshape(len(images), -1).float()
+    pos = ((flat - lo) * (bins / (hi - lo))).floor().clamp(0, bins - 1).long()
+    inside = (flat >= lo) & (flat <= hi)
+    return torch.stack(
+        [torch.bincount(p[k], minlength=bins) for p, k in zip(pos, inside, strict=True)]
+    ).float()
+
+
+@pytest.mark.parametrize("bins", [5, 12, 100])  # 100: the general path, not the chunked one
+def test_histogram_counts_equal_the_definition_next_to_every_bin_edge(bins):
+    edges = np.array([-1 + 2 * k / bins for k in range(bins + 1)], np.float32)
+    down, up = np.float32(-2), np.float32(2)
+    near = [edges, np.nextafter(edges, down), np.nextafter(edges, up)]
+    near += [np.nextafter(near[1], down), np.nextafter(near[2], up), [-1e-9, 1e-9, -1.5, 1.5]]
+    values = np.concatenate(near).astype(np.float32)
+    rng = np.random.default_rng(bins)
+    for clip in (False, True):
+        x = rng.uniform(-1.2, 1.2, (9, 3, 6, 10)).astype(np.float32)
+        x.reshape(-1)[: len(values)] = values
+        x = x.reshape(-1)[rng.permutation(x.size)].reshape(x.shape)
+        if clip:
+            x = np.clip(x, -1, 1)
+        t = torch.from_numpy(x)
+        assert torch.equal(histogram_counts(t, bins), _histogram_reference(t, bins))
+        # the device path (the whole batch at once), run here on the CPU
+        assert torch.equal(_histogram_counts_torch(t, bins, -1.0, 1.0), histogram_counts(t, bins))
+
+
+def test_filter_batch_mask_size_is_numpys_mean_to_the_last_bit():
+    """count / (H * W) in float64 against the bounds: 3/10 == 0.3 is rejected by < 0.3 and
+    1/10 == 0.1 kept by >= 0.1, as numpy's mean decides."""
+    masks = np.zeros((11, 2, 5), bool)
+    for count in range(11):
+        masks[count].flat[:count] = True
+    settings = FilterSettings(enabled=("mask_size",), max_fraction=0.3, min_fraction=0.1)
+    _, reason = filter_batch(torch.from_numpy(masks), torch.zeros(11, 3, 2, 5), settings)
+    assert reason.tolist() == [1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]
+    expected = ~mask_size_ok(masks, 0.3, 0.1)
+    assert (reason.numpy() == 1).tolist() == expected.tolist()

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from generator.ray_runner import GenerationFailed, RaySettings, _actor_class
+from generator.ray_runner import GenerationFailed, RaySettings, actor_class
 from generator.run import generate
 from generator.shard_maker import ShardMaker
 from segcore.cli import UsageError
@@ -53,7 +53,7 @@ def _jsonl_indices(folder):
 
 
 def test_actors_pinned_to_logical_gpus(config, ray_session):
-    cls = _actor_class(use_gpu=True)
+    cls = actor_class(use_gpu=True)
     actors = [cls.remote(config, None, True) for _ in range(2)]
     info = ray_session.get([a.ready.remote() for a in actors])
     assert sorted(i["cuda_visible_devices"] for i in info) == ["0", "1"]
@@ -124,3 +124,25 @@ def test_different_config_on_existing_run_is_refused(full_run):
     with pytest.raises(UsageError, match=r"different config \(seed: 0 -> 1\)"):
         generate(other, str(out), None, RaySettings(workers=1))
     assert {n: (out / n).read_bytes() for n in _files(out)} == before
+
+
+def test_ray_run_gives_the_pinned_shards_with_a_bigger_actor(ray_session, tmp_path):
+    """Through Ray (one actor with 2 CPUs, two shards at once) the shards are the pinned ones."""
+    from tests.generator.test_shard_bytes import PINNED
+
+    overrides, *expected = PINNED["random-default"]
+    config, _ = small_config(shards=2, **overrides)
+    settings = RaySettings(workers=1, cpus_per_worker=2)
+    records = generate(config, str(tmp_path / "run"), None, settings)
+    assert [records[i]["sha256"] for i in (0, 1)] == expected
+    actor = actor_class(use_gpu=False, cpus_per_worker=2).remote(config, None, False, None, 2)
+    assert ray_session.get(actor.ready.remote())["cpus_per_worker"] == 2
+    ray_session.kill(actor)
+
+
+def test_more_cpus_per_worker_than_a_node_has_is_refused(config, ray_session, tmp_path):
+    with pytest.raises(UsageError, match="--cpus-per-worker 3: the largest GPU node has 2 CPUs"):
+        generate(config, str(tmp_path / "run"), None, RaySettings(cpus_per_worker=3))
+    with pytest.raises(UsageError, match="--cpus-per-worker must be >= 1, got 0"):
+        generate(config, str(tmp_path / "run2"), None, RaySettings(cpus_per_worker=0))
+    assert not (tmp_path / "run2").exists()

@@ -194,3 +194,29 @@ def test_min_fraction_hashes_only_when_set_so_runs_without_the_key_resume():
     old_run["seed"] = 5
     assert _differences(old_run, config) == ["seed: 5 -> 0"]
     assert "min_fraction: 0.0 -> 0.02" in _differences(old_run, bounded)
+
+
+def test_tar_bytes_equal_the_webdataset_writer(tmp_path):
+    """The in-memory tar is byte for byte webdataset's, for any sizes and for names a plain
+    ustar header cannot hold (long, non-ASCII), which go through tarfile."""
+    from generator.shards import tar_bytes, write_tar
+
+    rng = np.random.default_rng(0)
+    cases = [[]]
+    for trial in range(12):
+        cases.append(
+            [
+                {
+                    "__key__": schema.sample_key(trial, i),
+                    "jpg": rng.bytes(int(rng.integers(0, 2000))),
+                    "png": rng.bytes(int(rng.choice([0, 1, 511, 512, 513, 1024]))),
+                    "json": json.dumps({"i": i}).encode(),
+                }
+                for i in range(int(rng.integers(1, 5)))
+            ]
+        )
+    cases.append([{"__key__": "k" * 120, "jpg": b"a"}, {"__key__": "é", "txt": "text"}])
+    for i, samples in enumerate(cases):
+        path = tmp_path / f"{i}.tar"
+        write_tar(path, samples)
+        assert tar_bytes(samples) == path.read_bytes(), i
