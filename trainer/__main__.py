@@ -19,10 +19,12 @@ A tiny CPU run with 2 processes on loopback (what the tests do):
         --shards 'tmp/shard-{000000..000003}.tar' --out tmp/unet --width 0.125 \
         --resolution 32 --batch-size 8 --steps 20 --workers 0
 
-Resume: the same command plus `--resume` (same world size and workers; `--steps` may grow).
-`--workers auto` (the default) resolves from the machine's CPUs and is recorded in config.json;
-a resume on another machine passes that number as `--workers N`.
-It ends with the same weights as a run that was never interrupted.
+Resume: the same command again (same world size, workers and threads; `--steps` may grow): an
+OUT whose checkpoint has the same config is continued, so are restarts under
+`torchrun --max-restarts N`; `--resume` insists on a checkpoint. `--workers auto` and
+`--threads auto` (the defaults) resolve from the machine's CPUs and are recorded in
+config.json; a resume on another machine passes those numbers. It ends with the same weights
+as a run that was never interrupted (trainer/outdir.py).
 
 OUT receives config.json, checkpoint.pt, log.jsonl, tb/ (TensorBoard), and at the end the
 exported model: model.pt2 + model.json (segcore/modelfile.py). S3 credentials and endpoint come
@@ -32,7 +34,6 @@ docs/trainer.md.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 
@@ -43,10 +44,11 @@ from tqdm import tqdm
 
 from segcore import storage
 from segcore.cli import UsageError, run_cli
-from segcore.config import differences, dump_json, to_dict
+from segcore.config import to_dict
 from segcore.device import resolve_device
 from segcore.progress import progress_bar
-from trainer import checkpoint, config, data, distributed, export, validate
+from trainer import checkpoint, config, data, distributed, export, outdir, shardlist, validate
+from trainer.guards import FiniteGuard
 from trainer.logbook import Logbook
 from trainer.unet import UNet, count_parameters, segmentation_loss
 
@@ -60,56 +62,63 @@ def main(argv=None) -> int:
     cfg = config.resolve(args, dist_env.world_size)
     rank, is_main = dist_env.rank, dist_env.is_main
     device = resolve_device(cfg.device, local_rank=dist_env.local_rank)
-    cfg = config.resolve_workers(cfg, device.type)  # --workers auto -> a number, recorded
+    cfg = config.resolve_workers(cfg, device.type)  # auto workers and threads -> recorded
+    torch.set_num_threads(cfg.threads)  # CPU results depend on it: one number for every launch
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     if use_amp and device.type != "cuda":
         raise UsageError("--amp bf16 is for CUDA devices; on CPU use --amp off (or auto)")
 
     # -- inputs: every rank checks the same things before any collective call -------------
-    urls = data.expand_shards(cfg.shards)
-    data.check_shards_exist(urls)
-    train_urls, val_urls = data.split_holdout(urls, cfg.val_shards)
+    urls = shardlist.expand_shards(cfg.shards)
+    shardlist.check_shards_exist(urls)
+    train_urls, val_urls = shardlist.split_holdout(urls, cfg.val_shards)
     if cfg.val_data:
         try:
             validate.check_real_available(cfg.val_data)
         except Exception as err:
             raise UsageError(f"--val-data {cfg.val_data}: cannot use it ({err})") from err
     ckpt_url = storage.join(cfg.out, checkpoint.CHECKPOINT)
-    ckpt = find_checkpoint(ckpt_url, args.resume)
-    if ckpt is not None:
-        differ = differences(ckpt["config"], cfg, ignore=config.RESUME_MAY_DIFFER)
-        if differ:
-            hint = ""
-            if any(d.startswith("workers:") for d in differ):
-                hint = f" (pass --workers {ckpt['config'].get('workers')}, the run's number)"
-            raise UsageError("--resume with a different config: " + "; ".join(differ) + hint)
+    ckpt = outdir.find_checkpoint(cfg, args.resume)  # every refusal before anything is written
 
-    # -- process group; rank 0 prepares OUT and tells every rank whether it could ----------
-    distributed.init(dist_env, device)
-    problem = distributed.broadcast_object(prepare_out(cfg) if is_main else None)
+    # -- process group; the ranks agree on the checkpoint, rank 0 prepares OUT -------------
+    distributed.init(dist_env, device, cfg.collective_timeout)
+    start = int(ckpt["step"]) if ckpt is not None else 0
+    if len(set(distributed.gather_objects(start))) > 1:
+        distributed.cleanup()
+        raise UsageError(f"the ranks read different checkpoints at {storage.redact(ckpt_url)}")
+    problem = distributed.broadcast_object(outdir.prepare_out(cfg) if is_main else None)
     if problem:
         distributed.cleanup()
         raise UsageError(problem)
+    if is_main and ckpt is not None:
+        again = distributed.restart_count()
+        tqdm.write(
+            f"trainer: continuing from step {start} ({storage.redact(ckpt_url)})"
+            + (f", torchrun restart {again}" if again else "")
+        )
 
     # -- model, optimizer, schedule (the paper, section 3.4: Adam 1e-3, x0.2 at 8000) -----
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     net = UNet(cfg.width, cfg.loss).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     scheduler = MultiStepLR(optimizer, milestones=[cfg.lr_drop_step], gamma=cfg.lr_drop_factor)
-    start, positions = 0, {}
+    positions, bad_before = {}, 0
     if ckpt is None:
         seed_everything(cfg.seed + rank)  # seeds offset by rank
     else:
-        net.load_state_dict(ckpt["model"])  # strict: a missing or unexpected key is an error
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start = int(ckpt["step"])
-        mine = ckpt["ranks"][rank]
-        checkpoint.set_rng_state(mine["rng"], device)
-        positions = {int(w): (int(j), int(o)) for w, j, o in mine["positions"]}
-    if start > cfg.steps:
-        distributed.cleanup()
-        raise UsageError(f"--resume: the checkpoint is at step {start}, beyond --steps {cfg.steps}")
+        try:
+            net.load_state_dict(ckpt["model"])  # strict: a missing or unexpected key is an error
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            mine = ckpt["ranks"][rank]
+            checkpoint.set_rng_state(mine["rng"], device)
+            positions = {int(w): (int(j), int(o)) for w, j, o in mine["positions"]}
+            bad_before = int(mine.get("bad", 0))
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+            raise UsageError(
+                f"cannot continue from {storage.redact(ckpt_url)} ({outdir.one_line(err)}); "
+                "restore it, or move it away to start over"
+            ) from err
     model = net
     if distributed.is_initialized():
         # grads as views of the allreduce buckets: no copy. The first backward still warns
@@ -141,16 +150,26 @@ def main(argv=None) -> int:
             batch_size=cfg.per_rank_batch,
             resolution=cfg.resolution,
             max_bad_fraction=cfg.max_bad_fraction,
+            run_samples=cfg.steps * cfg.batch_size,
         ),
         total=max(0, cfg.steps - start),
         n_workers=cfg.workers,
         start_step=start,
         positions=positions,
+        bad_before=bad_before,
     )
     loader = data.train_loader(stream, cfg.workers, pin_memory=device.type == "cuda")
     holdout = None
-    if is_main and val_urls:
-        holdout = data.load_holdout(val_urls, cfg.val_samples, cfg.resolution)
+    if val_urls:  # rank 0 reads the hold-out set; a failure stops every rank
+        problem = None
+        if is_main:
+            try:
+                holdout = data.load_holdout(val_urls, cfg.val_samples, cfg.resolution)
+            except UsageError as err:
+                problem = str(err)
+        problem = distributed.broadcast_object(problem)
+        if problem:
+            raise UsageError(problem)
     book = Logbook(cfg.out, start_step=start) if is_main else None
     if is_main:
         tqdm.write(
@@ -163,6 +182,7 @@ def main(argv=None) -> int:
     # -- the loop: exactly `steps - start` batches, then the loader is exhausted -----------
     bar = progress_bar(total=cfg.steps, initial=start, disable=not is_main)
     meter = Meter(device)
+    guard = FiniteGuard(device, last_checkpoint=start if ckpt is not None else None)
     bad_by_worker: dict[int, int] = {}
     last_val: dict = {}
     batches = iter(loader)
@@ -186,10 +206,22 @@ def main(argv=None) -> int:
         bad_by_worker[worker] = int(batch["bad"])
         meter.add(loss.detach())
         done = step + 1
+        guard.add(loss, done)
         bar.update(1)
 
+        at_val = done % cfg.val_every == 0 or done == cfg.steps
+        at_ckpt = done % cfg.ckpt_every == 0 or done == cfg.steps
+        if done % cfg.log_every == 0 or at_val or at_ckpt:
+            guard.check(net, done, weights=at_val or at_ckpt)  # before anything is written
         if done % cfg.log_every == 0 or done == cfg.steps:
-            record = meter.flush(cfg.batch_size, sum(bad_by_worker.values()))
+            record = meter.flush(cfg.batch_size, bad_before + sum(bad_by_worker.values()))
+            if data.too_many_bad(record["bad_samples"], cfg.steps * cfg.batch_size,
+                                 cfg.max_bad_fraction):  # fmt: skip
+                raise UsageError(
+                    data.too_many_message(
+                        record["bad_samples"], cfg.steps * cfg.batch_size, stream.spec
+                    )
+                )
             record["lr"] = scheduler.get_last_lr()[0]
             if is_main:
                 book.write(done, record)
@@ -198,18 +230,24 @@ def main(argv=None) -> int:
                     img_s=f"{record['images_per_s']:.0f}",
                     refresh=False,
                 )
-        if done % cfg.val_every == 0 or done == cfg.steps:
+        if at_val:
+            problem = None
             if is_main:
-                last_val = run_validation(net, holdout, cfg, device)
-                if last_val:
+                try:
+                    last_val = run_validation(net, holdout, cfg, device)
+                except FloatingPointError as err:
+                    problem = f"{err} at step {done}"
+                if last_val and not problem:
                     book.write(done, last_val)
                     tqdm.write(f"trainer: step {done} " + format_record(last_val))
-            distributed.barrier()
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            problem = distributed.broadcast_object(problem)  # every rank waits for rank 0
+            if problem:
+                guard.stop(problem)
+        if at_ckpt:
             mine = {
                 "rng": checkpoint.rng_state(device),
                 "positions": [[w, j, o] for w, (j, o) in sorted(positions.items())],
-                "bad": sum(bad_by_worker.values()),
+                "bad": bad_before + sum(bad_by_worker.values()),
             }
             ranks = distributed.gather_objects(mine)
             if is_main:
@@ -222,6 +260,7 @@ def main(argv=None) -> int:
                     "ranks": ranks,
                 })  # fmt: skip
                 book.upload()
+            guard.saved(done)
     # Every worker has yielded its share; drain the loader so each ends cleanly.
     if next(batches, None) is not None:
         raise RuntimeError("the data stream yielded more batches than steps")
@@ -246,42 +285,6 @@ def main(argv=None) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # helpers used above, in order of appearance
-
-
-def find_checkpoint(url: str, resume: bool) -> dict | None:
-    try:
-        present = storage.exists(url)
-    except Exception as err:
-        raise UsageError(f"cannot read --out ({storage.redact(url)}: {err})") from err
-    if not resume:
-        if present:
-            raise UsageError(
-                f"{storage.redact(url)} exists: pass --resume to continue that run, "
-                "or choose another --out"
-            )
-        return None
-    if not present:
-        raise UsageError(f"--resume: no checkpoint at {storage.redact(url)}")
-    try:
-        return checkpoint.load(url)
-    except Exception as err:
-        raise UsageError(f"--resume: cannot load {storage.redact(url)} ({err})") from err
-
-
-def prepare_out(cfg: config.TrainConfig) -> str | None:
-    """Create OUT and write config.json; the problem as one line, or None."""
-    where = storage.redact(cfg.out)
-    try:
-        if not storage.is_remote(cfg.out):
-            path = storage.local_path(cfg.out)
-            path.mkdir(parents=True, exist_ok=True)
-            if not os.access(path, os.W_OK | os.X_OK):
-                return f"--out {where} is not writable"
-        blob = dump_json(cfg, config_hash=config.run_hash(cfg))
-        storage.write_bytes_atomic(storage.join(cfg.out, "config.json"), blob.encode())
-    except Exception as err:
-        return f"cannot write to --out {where} ({type(err).__name__}: {err})"
-    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -316,14 +319,13 @@ class Meter:
         stats = torch.stack([
             self.loss_sum / max(1, self.steps),
             torch.tensor(self.data_wait / max(wall, 1e-9), device=self.device),
-            torch.tensor(float(bad), device=self.device),
         ]).float()  # fmt: skip
         stats = distributed.mean_over_ranks(stats).tolist()
-        world = distributed.world_size()
+        bad = distributed.sum_over_ranks(torch.tensor(bad, device=self.device)).item()
         record = {
             "loss": stats[0],
             "data_wait_frac": stats[1],
-            "bad_samples": round(stats[2] * world),
+            "bad_samples": int(bad),
             "images_per_s": global_batch * self.steps / max(wall, 1e-9),
             "step_time_s": wall / max(1, self.steps),
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
@@ -31,8 +32,13 @@ CPU_AUTO_WORKERS = 1
 # `steps` may grow (train longer); the lr drop is at a fixed step, not a fraction of `steps`.
 RESUME_MAY_DIFFER = frozenset(
     {"out", "steps", "log_every", "val_every", "val_samples", "val_data", "ckpt_every",
-     "max_bad_fraction", "device"}
+     "max_bad_fraction", "device", "collective_timeout"}
 )  # fmt: skip
+# Seeds feed numpy's legacy seeding (seed + rank), which takes at most 2**32 - 1.
+MAX_SEED = 2**31 - 1
+# Adam divides the lr by its bias correction (x10 at the first step): far above this the
+# float32 step overflows inside the optimizer instead of being caught as non-finite weights.
+MAX_LR = 1e30
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class TrainConfig:
     resolution: int = 128
     seed: int = 0
     workers: int | None = None  # None: auto (resolve_workers); part of the data stream
+    threads: int | None = None  # None: auto (resolve_workers); CPU results depend on it
     amp: str = "auto"
     device: str = "auto"
     val_shards: str = "auto"
@@ -60,23 +67,46 @@ class TrainConfig:
     ckpt_every: int = 1000
     log_every: int = 50
     max_bad_fraction: float = 0.05
+    collective_timeout: float = 300.0  # seconds a collective waits for a peer
 
     def __post_init__(self):
+        floats = ("lr", "lr_drop_factor", "width", "max_bad_fraction", "collective_timeout")
+        for name in floats:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         checks = [
             (self.steps >= 1, f"--steps must be >= 1, got {self.steps}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (0 < self.lr <= MAX_LR, f"--lr must be in (0, {MAX_LR:g}], got {self.lr}"),
+            (self.lr_drop_step >= 0, f"--lr-drop-step must be >= 0, got {self.lr_drop_step}"),
+            (
+                0 < self.lr_drop_factor <= 1,
+                f"--lr-drop-factor must be in (0, 1], got {self.lr_drop_factor}",
+            ),
             (self.width > 0, f"--width must be > 0, got {self.width}"),
+            (0 <= self.seed <= MAX_SEED, f"--seed must be in [0, {MAX_SEED}], got {self.seed}"),
             (self.loss in LOSSES, f"--loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.resolution >= 32, f"--resolution must be >= 32, got {self.resolution}"),
             (
                 self.workers is None or self.workers >= 0,
                 f"--workers must be >= 0 or auto, got {self.workers}",
             ),
+            (
+                self.threads is None or self.threads >= 1,
+                f"--threads must be >= 1 or auto, got {self.threads}",
+            ),
             (self.amp in AMP_MODES, f"--amp: auto, bf16 or off, not {self.amp!r}"),
             (self.val_samples >= 1, f"--val-samples must be >= 1, got {self.val_samples}"),
             (min(self.val_every, self.ckpt_every, self.log_every) >= 1, "every-N options >= 1"),
-            (0 <= self.max_bad_fraction < 1, "--max-bad-fraction must be in [0, 1)"),
+            (
+                0 <= self.max_bad_fraction < 1,
+                f"--max-bad-fraction must be in [0, 1), got {self.max_bad_fraction}",
+            ),
+            (
+                self.collective_timeout > 0,
+                f"--collective-timeout must be > 0 seconds, got {self.collective_timeout}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -104,7 +134,10 @@ HELP = {
     "val_data": "folder with images/ and masks/ of real images, also scored at each validation",
     "ckpt_every": "write OUT/checkpoint.pt every N steps",
     "log_every": "log loss and throughput every N steps",
-    "max_bad_fraction": "stop when more than this fraction of samples cannot be read",
+    "max_bad_fraction": "stop when more than this fraction of the samples read are bad "
+    "(undecodable, a mask outside {0, 255}, or missing from an unreadable shard)",
+    "collective_timeout": "seconds a rank waits in a collective for its peers before failing "
+    "(a dead peer is an error, not a hang); must exceed the longest validation on rank 0",
 }
 
 
@@ -131,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The rest in field order; the world size is no option (torchrun's environment sets it),
     # and --workers takes "auto" besides a number.
-    added = {"shards", "out", "steps", "batch_size", "per_rank_batch", "world_size", "workers"}
+    added = {"shards", "out", "steps", "batch_size", "per_rank_batch", "world_size", "workers",
+             "threads"}  # fmt: skip
     choices = {"loss": LOSSES, "amp": AMP_MODES}
     options.add_options(p, TrainConfig, skip=added, help=HELP, choices=choices)
     p.add_argument(
@@ -144,10 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
         "passes the recorded number (config.json) (default: auto)",
     )
     p.add_argument(
+        "--threads",
+        type=workers_option,
+        default=None,
+        help="torch CPU threads per rank, or auto: this rank's share of the node's CPUs less "
+        "its loader workers, at least 1. CPU results depend on it, so it is recorded and a "
+        "resume needs the same number (default: auto)",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
-        help="continue from OUT/checkpoint.pt (default: off; an OUT that holds a checkpoint "
-        "is refused)",
+        help="require OUT/checkpoint.pt and continue from it (default: off; without it an OUT "
+        "whose checkpoint has the same config is continued too, one with another config is "
+        "refused)",
     )
     return p
 
@@ -184,10 +227,16 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def auto_threads(cuda: bool, cpus: int, ranks_per_node: int, gpus_per_node: int, workers: int):
+    """torch threads per rank for `--threads auto`: the rank's CPU share less its workers."""
+    share = cpus // max(1, ranks_per_node, gpus_per_node if cuda else 1)
+    return max(1, share - workers)
+
+
 def resolve_workers(cfg: TrainConfig, device_type: str) -> TrainConfig:
-    """The config with `workers` resolved: a given number is kept, auto is derived from the
-    machine (torchrun's LOCAL_WORLD_SIZE ranks share this node)."""
-    if cfg.workers is not None:
+    """The config with `workers` and `threads` resolved: a given number is kept, auto is
+    derived from the machine (torchrun's LOCAL_WORLD_SIZE ranks share this node)."""
+    if cfg.workers is not None and cfg.threads is not None:
         return cfg
     cuda = device_type == "cuda"
     gpus = 0
@@ -196,7 +245,14 @@ def resolve_workers(cfg: TrainConfig, device_type: str) -> TrainConfig:
 
         gpus = torch.cuda.device_count()
     ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return dataclasses.replace(cfg, workers=auto_workers(cuda, usable_cpus(), ranks, gpus))
+    cpus = usable_cpus()
+    workers = cfg.workers
+    if workers is None:
+        workers = auto_workers(cuda, cpus, ranks, gpus)
+    threads = cfg.threads
+    if threads is None:
+        threads = auto_threads(cuda, cpus, ranks, gpus, workers)
+    return dataclasses.replace(cfg, workers=workers, threads=threads)
 
 
 def split_batch(batch_size: int | None, per_rank: int | None, world: int) -> tuple[int, int]:

@@ -11,13 +11,15 @@ the remaining steps, so every rank runs the same number of steps and the loop en
 exhausting the DataLoader, never by breaking out of it (a clean DDP exit needs that).
 
 Batches are built inside the dataset (`DataLoader(batch_size=None)`), JPEG/PNG are decoded in
-the workers. A sample or shard that cannot be read is skipped with a counted warning (a
-webdataset exception handler); past `max_bad_fraction`, the worker reports a clear error.
+the workers. A bad sample (undecodable, or a mask outside the schema's {0, 255}) is skipped
+and counted; a shard that cannot be opened or breaks off counts as the samples it should have
+held and did not give (trainer/shardlist.py). `--max-bad-fraction` bounds bad / (bad + good)
+over the whole run, so the verdict does not depend on where the bad samples fall: a worker
+stops early only once its own count already puts the whole run over the limit.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,100 +31,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from segcore import samples, storage
 from segcore.cli import UsageError
 from trainer import tarstream
-
-_SHARD_INDEX = re.compile(r"shard-(\d+)\.tar$")
-# The error check waits for this many failures, so one bad sample early on is not "100%".
-MIN_BAD_FOR_ERROR = 10
+from trainer.shardlist import ExpectedCounts
 
 
-# ---------------------------------------------------------------------------------------------
-# Shard lists
-
-
-def expand_shards(spec: str) -> list[str]:
-    """Brace-expand `spec` (several patterns may be separated by whitespace), in order."""
-    from braceexpand import braceexpand
-
-    urls: list[str] = []
-    for part in spec.split():
-        urls.extend(braceexpand(part))
-    return urls
-
-
-def check_shards_exist(urls: list[str], what: str = "--shards") -> None:
-    """Every listed shard must exist: one listing per folder (cheap on object storage)."""
-    if not urls:
-        raise UsageError(f"{what}: the pattern matches no shard names")
-    by_folder: dict[str, list[str]] = {}
-    for url in urls:
-        folder, _, name = url.rpartition("/")
-        by_folder.setdefault(folder or ".", []).append(name)
-    missing: list[str] = []
-    for folder, names in by_folder.items():
-        try:
-            present = set(storage.list_names(folder))
-        except Exception as err:
-            raise UsageError(f"{what}: cannot list {storage.redact(folder)} ({err})") from err
-        missing += [storage.join(folder, n) for n in names if n not in present]
-    if len(missing) == len(urls):
-        raise UsageError(
-            f"{what}: no shards match ({len(urls)} names expanded, none exist; "
-            f"first: {storage.redact(urls[0])})"
-        )
-    if missing:
-        raise UsageError(
-            f"{what}: {len(missing)} of {len(urls)} shards do not exist (first missing: "
-            f"{storage.redact(missing[0])}); narrow the brace range to the finished shards"
-        )
-
-
-def shard_index(url: str) -> int | None:
-    m = _SHARD_INDEX.search(url)
-    return int(m.group(1)) if m else None
-
-
-def parse_index_set(spec: str) -> set[int]:
-    """'498,499' or '490-499' or '0,10-12' -> a set of shard indices."""
-    out: set[int] = set()
-    for part in spec.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise UsageError(f"--val-shards: {part!r} is not an index or a range like 490-499")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise UsageError(f"--val-shards: empty range {part!r}")
-        out.update(range(lo, hi + 1))
-    return out
-
-
-def split_holdout(urls: list[str], val_spec: str) -> tuple[list[str], list[str]]:
-    """(training shards, validation shards). The training stream never sees a held-out shard.
-
-    `val_spec`: "auto" (the last shard of the list, if there are at least 2), "none",
-    shard indices of the `--shards` list ("499", "490-499"), or a separate shard pattern
-    (anything with a '/' or '.tar'); shards in both are removed from training.
-    """
-    if val_spec == "none":
-        return urls, []
-    if val_spec == "auto":
-        return (urls[:-1], urls[-1:]) if len(urls) >= 2 else (urls, [])
-    if "/" in val_spec or ".tar" in val_spec:
-        val = expand_shards(val_spec)
-        check_shards_exist(val, "--val-shards")
-        held = set(val)
-        train = [u for u in urls if u not in held]
-    else:
-        wanted = parse_index_set(val_spec)
-        val = [u for u in urls if shard_index(u) in wanted]
-        found = {shard_index(u) for u in val}
-        if found != wanted:
-            absent = sorted(wanted - found)[:5]
-            raise UsageError(f"--val-shards: shard indices {absent} are not in --shards")
-        train = [u for u in urls if shard_index(u) not in wanted]
-    if not train:
-        raise UsageError("--val-shards holds out every shard; nothing is left to train on")
-    return train, val
+def too_many_bad(bad: int, good: int, fraction: float) -> bool:
+    """The `--max-bad-fraction` verdict: bad samples / samples read > fraction."""
+    return bad > fraction * (bad + good)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,22 +58,46 @@ def register_fsspec_gopen(schemes: tuple[str, ...] = ("s3", "s3a", "gs", "gcs"))
 
 
 class ErrorCounter:
-    """A webdataset exception handler that counts, warns (rate-limited) and continues."""
+    """A webdataset exception handler that counts, warns (rate-limited) and continues.
+
+    `bad`: bad samples. A duplicate file is one; any other error a shard reader reports ends
+    the shard and sets `broken` (`end_shard` then counts the samples the shard lost).
+    """
 
     def __init__(self, where: str = ""):
         self.bad = 0
         self.where = where
+        self.broken = False
+        self.warned = 0
 
     def __call__(self, exn: BaseException) -> bool:
+        if isinstance(exn, tarstream.DuplicateFile):
+            self.bad += 1
+        else:
+            self.broken = True
+        self.warn(exn)
+        return True  # continue with the next sample / shard
+
+    def sample_error(self, exn: BaseException) -> None:
         self.bad += 1
-        if self.bad <= 5 or self.bad % 100 == 0:
+        self.warn(exn)
+
+    def end_shard(self, read: int, expected: ExpectedCounts | None, url: str) -> None:
+        """After a shard gave `read` samples: a broken or empty shard counts the samples it
+        should have held and did not give (at least 1)."""
+        if self.broken or read == 0:
+            self.bad += max(1, expected(url) - read) if expected else 1
+        self.broken = False
+
+    def warn(self, exn: BaseException) -> None:
+        self.warned += 1
+        if self.warned <= 5 or self.warned % 100 == 0:
             msg = str(exn).splitlines()[0] if str(exn) else type(exn).__name__
             print(
                 f"trainer: warning: skipped unreadable data{self.where} "
-                f"(#{self.bad}): {type(exn).__name__}: {storage.redact(msg)[:300]}",
+                f"(#{self.warned}): {type(exn).__name__}: {storage.redact(msg)[:300]}",
                 file=sys.stderr,
             )
-        return True  # continue with the next sample / shard
 
 
 def iter_shard(url: str, handler: ErrorCounter) -> Iterator[dict]:
@@ -185,10 +123,16 @@ def iter_shard(url: str, handler: ErrorCounter) -> Iterator[dict]:
 
 def decode_sample(sample: dict, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8 [R,R,3], mask uint8 [R,R] as stored) from a raw sample, resized to the
-    training side; ValueError if unusable (segcore.samples.decode_sample)."""
+    training side; ValueError if unusable (segcore.samples.decode_sample) or if the mask holds
+    a value other than 0 and 255 (segcore/schema.py: a 0/1 mask would train as background)."""
     import cv2
 
     img, mask = samples.decode_sample(sample)
+    if ((mask - np.uint8(1)) < 254).any():  # uint8 wraps: 0 -> 255, 255 -> 254, 1..254 -> <254
+        values = np.unique(mask)[:4].tolist()
+        raise ValueError(
+            f"sample {sample.get('__key__')!r}: mask values {values} are not all 0 or 255"
+        )
     if img.shape[:2] != (resolution, resolution):
         # Shards hold the GAN's resolution; the U-Net trains at `resolution` (--resolution).
         img = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
@@ -208,6 +152,9 @@ class StreamSpec:
     batch_size: int  # per rank
     resolution: int
     max_bad_fraction: float
+    # good samples the whole run reads (steps x global batch): the denominator of the
+    # --max-bad-fraction verdict; 0: this stream's own batches
+    run_samples: int = 0
 
 
 def draw_shard(spec: StreamSpec, worker: int, draw: int) -> str:
@@ -237,11 +184,14 @@ class ShardStream(IterableDataset):
         n_workers: int,
         start_step: int = 0,
         positions: dict[int, tuple[int, int]] | None = None,
+        bad_before: int = 0,
     ):
         super().__init__()
         self.spec, self.total, self.n_workers = spec, total, max(1, n_workers)
         self.start_step = start_step
         self.positions = dict(positions or {})
+        self.bad_before = bad_before  # this rank's bad samples up to the checkpoint
+        self.run_samples = spec.run_samples or total * spec.batch_size
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -257,12 +207,13 @@ class ShardStream(IterableDataset):
     def _batches(self, logical: int, n_batches: int) -> Iterator[dict]:
         spec = self.spec
         counter = ErrorCounter(f" (rank {spec.rank} worker {logical})")
-        good = 0
+        expected = ExpectedCounts(spec.urls, count_samples)
         draw, offset = self.positions.get(logical, (0, 0))
         images = masks = None
         filled = made = 0
         while made < n_batches:
             url = draw_shard(spec, logical, draw)
+            i = -1
             for i, raw in enumerate(iter_shard(url, counter)):
                 if i < offset:
                     continue  # already consumed before the checkpoint
@@ -273,15 +224,9 @@ class ShardStream(IterableDataset):
                 try:
                     image_rows[filled], mask_rows[filled] = decode_sample(raw, spec.resolution)
                 except Exception as err:
-                    counter(err)
+                    counter.sample_error(err)
                 else:
                     filled += 1
-                    good += 1
-                if counter.bad >= MIN_BAD_FOR_ERROR and counter.bad > spec.max_bad_fraction * (
-                    good + counter.bad
-                ):
-                    yield {"error": self._too_many(counter.bad, good)}
-                    return
                 if filled == spec.batch_size:
                     yield {
                         "image": images,  # [B,R,R,3] uint8
@@ -294,16 +239,36 @@ class ShardStream(IterableDataset):
                     made += 1
                     if made == n_batches:
                         return
-            draw, offset = draw + 1, 0
-            if counter.bad >= MIN_BAD_FOR_ERROR and good == 0:
-                yield {"error": self._too_many(counter.bad, good)}
+                elif self._over_limit(counter.bad):
+                    yield {"error": self._too_many(counter.bad)}
+                    return
+            counter.end_shard(i + 1, expected, url)
+            if self._over_limit(counter.bad):
+                yield {"error": self._too_many(counter.bad)}
                 return
+            draw, offset = draw + 1, 0
 
-    def _too_many(self, bad: int, good: int) -> str:
-        return (
-            f"too much unreadable data on rank {self.spec.rank}: {bad} failures vs {good} good "
-            f"samples (limit --max-bad-fraction {self.spec.max_bad_fraction}); check the shards"
-        )
+    def _over_limit(self, bad: int) -> bool:
+        """This worker's count alone already puts the whole run over --max-bad-fraction."""
+        return too_many_bad(self.bad_before + bad, self.run_samples, self.spec.max_bad_fraction)
+
+    def _too_many(self, bad: int) -> str:
+        return too_many_message(self.bad_before + bad, self.run_samples, self.spec)
+
+
+def too_many_message(bad: int, good: int, spec: StreamSpec) -> str:
+    return (
+        f"too much unreadable data: {bad} bad samples (undecodable, a mask outside 0/255, or "
+        f"lost with an unreadable shard) against the run's {good} good ones is more than "
+        f"--max-bad-fraction {spec.max_bad_fraction} of the samples read; check the shards"
+    )
+
+
+def count_samples(url: str) -> int | None:
+    """Samples in shard `url`, or None when it does not read whole."""
+    counter = ErrorCounter(" (counting a shard)")
+    n = sum(1 for _ in iter_shard(url, counter))
+    return None if counter.broken else n
 
 
 def empty_batch(batch: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -352,7 +317,10 @@ def one_cv2_thread(worker_id: int) -> None:
 def load_holdout(
     urls: list[str], max_samples: int, resolution: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(images [N,R,R,3] uint8, masks [N,R,R] uint8, failures) from the first samples."""
+    """(images [N,R,R,3] uint8, masks [N,R,R] uint8, bad samples) from the first samples.
+
+    UsageError when a hold-out shard cannot be read (validation would silently measure less
+    than asked) or no sample can be used."""
     counter = ErrorCounter(" (validation shards)")
     images, masks = [], []
     for url in urls:
@@ -360,15 +328,22 @@ def load_holdout(
             try:
                 img, mask = decode_sample(raw, resolution)
             except Exception as err:
-                counter(err)
+                counter.sample_error(err)
                 continue
             images.append(img)
             masks.append(mask)
             if len(images) >= max_samples:
                 break
+        if counter.broken:
+            raise UsageError(
+                f"--val-shards: cannot read the hold-out shard {storage.redact(url)} (see the "
+                "warning above); fix or regenerate it, or choose other --val-shards"
+            )
         if len(images) >= max_samples:
             break
     if not images:
-        shape = (0, resolution, resolution)
-        return np.zeros((*shape, 3), np.uint8), np.zeros(shape, np.uint8), counter.bad
+        raise UsageError(
+            f"--val-shards: no usable sample in {len(urls)} hold-out shard(s) "
+            f"({counter.bad} bad); choose other --val-shards, or none"
+        )
     return np.stack(images), np.stack(masks), counter.bad

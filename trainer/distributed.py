@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -35,13 +36,49 @@ def env_dist() -> Dist:
     )
 
 
-def init(d: Dist, device: torch.device) -> None:
+def restart_count() -> int:
+    """How often torchrun has restarted this worker group (`--max-restarts`); 0 on the first
+    attempt and outside torchrun."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+
+
+def init(d: Dist, device: torch.device, timeout_s: float) -> None:
+    """Join the process group. Every collective (and the rendezvous itself) fails after
+    `timeout_s` seconds without its peers, so a dead rank is an error, not a 30-minute wait."""
     if "RANK" not in os.environ:
         return  # plain `python -m trainer`: one process, no process group
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+    timeout = timedelta(seconds=timeout_s)
+    dist.init_process_group(
+        backend=backend,
+        device_id=device if device.type == "cuda" else None,
+        timeout=timeout,
+        **attempt_store(d, timeout),
+    )
+
+
+def attempt_store(d: Dist, timeout: timedelta) -> dict:
+    """init_process_group's store for this torchrun attempt: {} outside torchrun's agent store.
+
+    Under torchrun the ranks meet in the agent's TCPStore, which outlives a restart; torch's
+    env:// handler uses it without a per-attempt prefix (it assumes a new store per attempt),
+    so a restarted rank that joins early reads the previous attempt's gloo addresses and fails
+    with "connectFullMesh ... Connection refused" (benchmarks/trainer_restarts.py --gloo shows
+    it without the trainer). Keys under `attempt_<TORCHELASTIC_RESTART_COUNT>/` are fresh.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        d.world_size,
+        is_master=False,
+        timeout=timeout,
+    )
+    prefixed = dist.PrefixStore(f"gan-objseg-trainer/attempt_{restart_count()}", store)
+    return {"store": prefixed, "rank": d.rank, "world_size": d.world_size}
 
 
 def barrier() -> None:
@@ -72,6 +109,20 @@ def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= dist.get_world_size()
+    return value
+
+
+def sum_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def min_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return value
 
 

@@ -32,6 +32,10 @@ _KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 _META = re.compile(r"__[^/]*__($|/)")
 
 
+class DuplicateFile(ValueError):
+    """A sample holds two files with the same extension (the second is dropped)."""
+
+
 def _read(stream: BinaryIO, n: int) -> bytes:
     """Up to n bytes: fewer only at the end of the stream."""
     data = stream.read(n)
@@ -158,7 +162,7 @@ def iter_samples(
                 yield sample
             sample = {"__key__": key, "__url__": url}
         if ext in sample:
-            handler(ValueError(f"{name}: duplicate file name in tar file {ext}"))
+            handler(DuplicateFile(f"{name}: duplicate file name in tar file {ext}"))
             continue
         sample[ext] = data
     if sample is not None:

@@ -35,6 +35,8 @@ def synthetic(
             x = to_model_input(torch.from_numpy(images[i : i + batch]), device)
             gt = torch.from_numpy(masks[i : i + batch]) >= 128  # ground-truth rule: docs/metrics.md
             logits = net(x)
+            if not torch.isfinite(logits).all():
+                raise FloatingPointError("non-finite model output on the hold-out set")
             loss_sum += float(segmentation_loss(logits, gt.to(device), net.loss)) * len(x)
             prob = foreground_probability(logits, net.loss)[:, 0].float().cpu().numpy()
             metrics.update(prob, gt.numpy())
@@ -80,6 +82,8 @@ def real(net: UNet, folder: str, device: torch.device, short_side: int) -> dict:
         predictor = Predictor(ProbabilityModel(net), device=str(device), short_side=short_side)
         metrics = SaliencyMetrics()
         for item, prob in predict_stream(predictor, iter_real(folder), lambda s: s.image):
+            if not np.isfinite(prob).all():
+                raise FloatingPointError("non-finite model output on --val-data")
             metrics.update(prob, item.mask)
     finally:
         net.train(was_training)

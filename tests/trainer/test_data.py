@@ -12,7 +12,7 @@ import torch
 from segcore.cli import UsageError
 from tests.trainer.conftest import PER_SHARD, SIZE
 from tests.trainer.shards import easy_sample, encode, write_shard
-from trainer import data
+from trainer import data, shardlist
 
 
 def spec(urls, rank=0, batch=4, max_bad=0.05, seed=0):
@@ -29,36 +29,38 @@ def batches(stream, n_workers=0):
 
 def test_expand_and_check(shard_dir, tmp_path):
     folder, pattern = shard_dir
-    urls = data.expand_shards(pattern)
+    urls = shardlist.expand_shards(pattern)
     assert [u.rsplit("/", 1)[1] for u in urls] == [f"shard-00000{i}.tar" for i in range(4)]
-    data.check_shards_exist(urls)
+    shardlist.check_shards_exist(urls)
     with pytest.raises(UsageError, match="no shards match"):
-        data.check_shards_exist(data.expand_shards(str(tmp_path / "shard-{000000..000002}.tar")))
-    more = data.expand_shards(str(folder / "shard-{000000..000005}.tar"))
+        shardlist.check_shards_exist(
+            shardlist.expand_shards(str(tmp_path / "shard-{000000..000002}.tar"))
+        )
+    more = shardlist.expand_shards(str(folder / "shard-{000000..000005}.tar"))
     with pytest.raises(UsageError, match=r"2 of 6 shards do not exist .*shard-000004\.tar"):
-        data.check_shards_exist(more)
+        shardlist.check_shards_exist(more)
 
 
 def test_holdout_split(shard_dir):
     folder, pattern = shard_dir
-    urls = data.expand_shards(pattern)
-    assert data.split_holdout(urls, "auto") == (urls[:3], urls[3:])
-    assert data.split_holdout(urls, "none") == (urls, [])
-    assert data.split_holdout(urls, "0,2-3") == ([urls[1]], [urls[0], urls[2], urls[3]])
-    assert data.split_holdout(urls, str(folder / "shard-000001.tar")) == (
+    urls = shardlist.expand_shards(pattern)
+    assert shardlist.split_holdout(urls, "auto") == (urls[:3], urls[3:])
+    assert shardlist.split_holdout(urls, "none") == (urls, [])
+    assert shardlist.split_holdout(urls, "0,2-3") == ([urls[1]], [urls[0], urls[2], urls[3]])
+    assert shardlist.split_holdout(urls, str(folder / "shard-000001.tar")) == (
         [urls[0], urls[2], urls[3]],
         [urls[1]],
     )
     with pytest.raises(UsageError, match=r"indices \[7\] are not in --shards"):
-        data.split_holdout(urls, "3,7")
+        shardlist.split_holdout(urls, "3,7")
     with pytest.raises(UsageError, match="nothing is left"):
-        data.split_holdout(urls, "0-3")
+        shardlist.split_holdout(urls, "0-3")
     with pytest.raises(UsageError, match="not an index"):
-        data.split_holdout(urls, "last")
+        shardlist.split_holdout(urls, "last")
 
 
 def test_batches_have_the_contract_layout(shard_dir):
-    urls = data.expand_shards(shard_dir[1])
+    urls = shardlist.expand_shards(shard_dir[1])
     out = batches(data.ShardStream(spec(urls), total=3, n_workers=1))
     assert len(out) == 3
     b = out[0]
@@ -70,7 +72,7 @@ def test_batches_have_the_contract_layout(shard_dir):
 
 
 def test_stream_is_deterministic_and_differs_by_rank(shard_dir):
-    urls = data.expand_shards(shard_dir[1])
+    urls = shardlist.expand_shards(shard_dir[1])
     a = batches(data.ShardStream(spec(urls), total=6, n_workers=1))
     b = batches(data.ShardStream(spec(urls), total=6, n_workers=1))
     c = batches(data.ShardStream(spec(urls, rank=1), total=6, n_workers=1))
@@ -81,7 +83,7 @@ def test_stream_is_deterministic_and_differs_by_rank(shard_dir):
 @pytest.mark.parametrize("n_workers", [0, 2])
 def test_resume_from_positions_gives_the_same_stream(shard_dir, n_workers):
     # Batches 0..6 in one go, vs 0..2 then a fresh loader from the recorded positions.
-    urls = data.expand_shards(shard_dir[1])
+    urls = shardlist.expand_shards(shard_dir[1])
     s = spec(urls, batch=5)  # 5 does not divide 16: batches straddle shards
     full = batches(data.ShardStream(s, total=7, n_workers=n_workers), n_workers)
     head = batches(data.ShardStream(s, total=3, n_workers=n_workers), n_workers)

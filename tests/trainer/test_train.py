@@ -16,7 +16,7 @@ import torch
 from segcore import modelfile, storage
 from segcore.cli import UsageError
 from tests.trainer.conftest import TINY
-from trainer import checkpoint, data
+from trainer import checkpoint, data, shardlist
 from trainer.__main__ import main
 from trainer.unet import ProbabilityModel, UNet
 
@@ -97,7 +97,7 @@ def test_single_process_learns_resumes_exactly_and_exports(shard_dir, tmp_path):
     net = UNet(0.125, "ce")
     net.load_state_dict(a["model"])
     ref = ProbabilityModel(net).eval()
-    images, _, _ = data.load_holdout(data.expand_shards(pattern)[-1:], 8, 32)
+    images, _, _ = data.load_holdout(shardlist.expand_shards(pattern)[-1:], 8, 32)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     with torch.no_grad():
         torch.testing.assert_close(module(x), ref(x), rtol=0, atol=1e-6)
@@ -197,15 +197,21 @@ def test_resume_guards(shard_dir, tmp_path):
     base = [*TINY, "--shards", pattern, "--steps", "2", "--workers", "0", "--val-every", "9"]
     out = str(tmp_path / "o")
     assert main([*base, "--out", out]) == 0
-    with pytest.raises(UsageError, match="pass --resume"):
-        main([*base, "--out", out])
+    saved = (tmp_path / "o" / "config.json").read_bytes()
     with pytest.raises(UsageError, match=r"different config: lr: 0\.001 -> 0\.01; seed: 0 -> 1"):
         main([*base, "--out", out, "--resume", "--lr", "0.01", "--seed", "1"])
+    with pytest.raises(UsageError, match=r"different config: lr: 0\.001 -> 0\.01"):
+        main([*base, "--out", out, "--lr", "0.01"])  # without --resume: refused the same way
     with pytest.raises(UsageError, match="checkpoint is at step 2, beyond --steps 1"):
         main([*base, "--out", out, "--resume", "--steps", "1"])
-    # Keys that do not shape the weights may change (here: train longer).
+    assert (tmp_path / "o" / "config.json").read_bytes() == saved  # refusals write nothing
+    # Keys that do not shape the weights may change (here: train longer); the same command
+    # again, with or without --resume, continues from the checkpoint.
     assert main([*base, "--out", out, "--resume", "--steps", "3"]) == 0
     assert weights(out)["step"] == 3
+    assert main([*base, "--out", out, "--steps", "4"]) == 0
+    assert weights(out)["step"] == 4
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["config"]["steps"] == 4
 
 
 def test_auto_workers_are_recorded_and_a_resume_elsewhere_is_refused(
@@ -220,10 +226,18 @@ def test_auto_workers_are_recorded_and_a_resume_elsewhere_is_refused(
     assert main([*base, "--out", out, "--workers", "auto"]) == 0
     saved = json.loads((tmp_path / "o" / "config.json").read_text())
     assert saved["config"]["workers"] == 0 and weights(out)["config"]["workers"] == 0
-    monkeypatch.setattr(config, "usable_cpus", lambda: 4)  # another machine: auto gives 1
-    with pytest.raises(UsageError, match=r"workers: 0 -> 1 \(pass --workers 0, the run's"):
+    assert saved["config"]["threads"] == 1 and weights(out)["config"]["threads"] == 1
+    monkeypatch.setattr(config, "usable_cpus", lambda: 4)  # another machine: 1 worker, 3 threads
+    with pytest.raises(
+        UsageError,
+        match=r"threads: 1 -> 3; workers: 0 -> 1 \(pass --workers 0 --threads 1, the run's numbers",
+    ):
         main([*base, "--out", out, "--resume", "--steps", "3"])
-    assert main([*base, "--out", out, "--resume", "--steps", "3", "--workers", "0"]) == 0
+    assert saved == json.loads((tmp_path / "o" / "config.json").read_text())  # refused: untouched
+    with pytest.raises(UsageError, match=r"^[^\n]*threads: 1 -> 2 \(pass --threads 1"):
+        main([*base, "--out", out, "--steps", "3", "--workers", "0", "--threads", "2"])
+    argv = [*base, "--out", out, "--resume", "--steps", "3", "--workers", "0", "--threads", "1"]
+    assert main(argv) == 0
 
 
 def test_all_corrupt_shards_stop_with_a_clear_error(tmp_path):
