@@ -46,6 +46,9 @@ _RAY_HELP = {
     "cpus_per_worker": "CPUs per actor, the size of its JPEG/PNG encoder pool (none: the "
     "fewest CPUs per GPU over the GPU nodes, CPUs // GPUs; 1 for CPU actors)",
     "max_tries": "tries per shard before failing",
+    "upload_deadline": "seconds a finished shard's upload (and each write to the store) is "
+    "retried through a store outage, with backoff, before the run fails; the shard's GAN work "
+    "is kept meanwhile",
 }
 NO_FILTERS = "none"
 # the flags passed to resolve_config under their own names
@@ -126,6 +129,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if not args.upload_deadline >= 0:
+        raise UsageError(f"--upload-deadline must be >= 0 seconds, got {args.upload_deadline}")
     settings = options.config_from_args(RaySettings, args, max_tries=max(1, args.max_tries))
     config, embeddings = resolve_config(
         shards=args.shards,

@@ -53,6 +53,8 @@ def load_direction(url: str | Path, latent_dim: int) -> Direction:
                 raise UsageError(f"{path}: format {doc.get('format')!r}, expected {FORMAT!r}")
             vec = np.asarray(doc["vector"], dtype=np.float32)
             shift = float(doc["shift"]) if doc.get("shift") is not None else None
+            if shift is not None and not (np.isfinite(shift) and shift > 0):
+                raise UsageError(f"{path}: shift must be a finite number > 0, got {shift}")
             if doc.get("operators") is not None:
                 operators = np.asarray(doc["operators"], dtype=np.float32)
                 if operators.shape != (2, 3, 4):

@@ -3,6 +3,10 @@
 A shard counts as finished only if its record `manifest/shard-%06d.json` exists AND its tar
 exists with the recorded size (the record is written after the tar is published, so a crash in
 between leaves a tar without a record: it is regenerated, byte for byte the same).
+
+Every write to a remote run folder is retried through a store outage of up to `deadline_s`
+seconds (segcore.storage.write_bytes_retrying); config.json that cannot be written is a
+UsageError (one line), before any shard.
 """
 
 from __future__ import annotations
@@ -14,16 +18,18 @@ from segcore import __version__, schema, storage
 from segcore.cli import UsageError
 from segcore.config import differences, dump_json
 
+UPLOAD_DEADLINE = 600.0  # seconds a write to the store is retried through an outage
+
 
 def record_url(out: str, index: int) -> str:
     return storage.join(out, schema.MANIFEST_DIR, schema.MANIFEST_RECORD.format(index=index))
 
 
-def write_record(out: str, record: dict) -> None:
+def write_record(out: str, record: dict, deadline_s: float = UPLOAD_DEADLINE) -> None:
     missing = [f for f in schema.MANIFEST_FIELDS if f not in record]
     assert not missing, f"manifest record lacks {missing}"
     data = (json.dumps(record, sort_keys=True) + "\n").encode()
-    storage.write_bytes_atomic(record_url(out, record["index"]), data)
+    storage.write_bytes_retrying(record_url(out, record["index"]), data, deadline_s)
 
 
 def _sizes(out: str) -> dict[str, int]:
@@ -58,12 +64,40 @@ def finished_records(out: str) -> dict[int, dict]:
     return records
 
 
-def write_jsonl(out: str, records: dict[int, dict]) -> None:
+def write_jsonl(out: str, records: dict[int, dict], deadline_s: float = UPLOAD_DEADLINE) -> None:
     lines = "".join(json.dumps(records[i], sort_keys=True) + "\n" for i in sorted(records))
-    storage.write_bytes_atomic(storage.join(out, schema.MANIFEST_JSONL), lines.encode())
+    storage.write_bytes_retrying(
+        storage.join(out, schema.MANIFEST_JSONL), lines.encode(), deadline_s
+    )
 
 
-def open_run(out: str, config, resume: bool = True) -> dict[int, dict]:
+def remove_stale_temp_files(out: str) -> list[str]:
+    """Remove the temp files (`.NAME.XXXX.tmp`, segcore.storage.write_local_atomic) that a
+    killed writer left in a local run folder and its manifest folder; -> their names. Called
+    before any writer of this run starts."""
+    if storage.is_remote(out):
+        return []  # remote objects are single PUTs: nothing half-written stays behind
+    removed = []
+    for folder in (storage.local_path(out), storage.local_path(out) / schema.MANIFEST_DIR):
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+                os.unlink(entry.path)
+                removed.append(entry.name)
+    return removed
+
+
+def _write_config(url: str, config, deadline_s: float) -> None:
+    try:
+        storage.write_bytes_retrying(url, _config_blob(config), deadline_s)
+    except OSError as err:  # local disk errors, and StoreUnavailable after the deadline
+        raise UsageError(f"cannot write {storage.redact(url)}: {storage.first_line(err)}") from err
+
+
+def open_run(
+    out: str, config, resume: bool = True, deadline_s: float = UPLOAD_DEADLINE
+) -> dict[int, dict]:
     """Create or re-open the run at `out` for `config`; -> finished shard records.
 
     Refuses (UsageError) a folder holding another config's run, or a non-empty folder that
@@ -91,16 +125,17 @@ def open_run(out: str, config, resume: bool = True) -> dict[int, dict]:
                 f"{storage.redact(out)} holds a run with a different config ({named}); "
                 "use a new --out or the same options to resume"
             )
+        remove_stale_temp_files(out)
         finished = finished_records(out)
         if config.shards > old_shards:  # extending a run: same samples, more shards
-            storage.write_bytes_atomic(url, _config_blob(config))
+            _write_config(url, config, deadline_s)
         return finished
     if storage.list_names(out):
         raise UsageError(
             f"{storage.redact(out)} is not empty and has no {schema.RUN_CONFIG}; "
             "refusing to write shards into it"
         )
-    storage.write_bytes_atomic(url, _config_blob(config))
+    _write_config(url, config, deadline_s)
     return {}
 
 

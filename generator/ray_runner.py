@@ -4,20 +4,27 @@ Each actor loads the GAN once in `__init__`; a call generates, filters, writes a
 one shard and returns only its manifest record. An actor runs two calls at once
 (`ACTOR_CONCURRENCY`, a threaded actor): while one shard waits for its encodes, builds its tar
 and uploads it, the next shard already renders on the GAN (shard_maker.py). The driver keeps
-at most `per_actor` calls queued per actor (bounded in-flight work, `ray.wait`), retries a
-failed shard on another actor (an actor that died is replaced), gives up on a shard after
-`max_tries` tries and then fails listing every such shard.
+at most `per_actor` calls queued per actor (bounded in-flight work, `ray.wait`) and only on
+actors that are placed and ready (actor_pool.py), retries a failed shard on another actor (an
+actor that died is replaced), gives up on a shard after `max_tries` tries and then fails
+listing every such shard.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from generator.actor_pool import ActorPool
+from generator.manifest import UPLOAD_DEADLINE
 from segcore.cli import UsageError
 from segcore.device import resolve_device
 from segcore.progress import progress_bar
+from segcore.storage import StoreUnavailable
 
 
 class GenerationFailed(RuntimeError):
@@ -32,9 +39,11 @@ class RaySettings:
     max_tries: int = 3
     per_actor: int = 2  # calls queued per actor, so a GPU never idles between shards
     cpus_per_worker: int | None = None  # None: the node's CPUs / its GPUs; 1 without GPUs
+    upload_deadline: float = UPLOAD_DEADLINE  # seconds a finished shard's upload is retried
 
 
 ACTOR_CONCURRENCY = 2  # shards an actor works on at once: one renders, one finishes
+WAIT_NOTICE_S = 30.0  # with no actor placed for this long, the driver says it is waiting
 
 
 class ShardActor:
@@ -47,13 +56,20 @@ class ShardActor:
         use_gpu: bool,
         crash_marker: str | None = None,
         cpus_per_worker: int = 1,
+        upload_deadline: float = UPLOAD_DEADLINE,
     ):
         from generator.shard_maker import ShardMaker
 
         # a GPU actor sees only its own GPU (Ray sets CUDA_VISIBLE_DEVICES); "auto" falls back
         # to the CPU where the GPU is only a logical resource (tests)
         device = resolve_device("auto" if use_gpu else "cpu")
-        self.maker = ShardMaker(config, embeddings, device=device, cpus_per_worker=cpus_per_worker)
+        self.maker = ShardMaker(
+            config,
+            embeddings,
+            device=device,
+            cpus_per_worker=cpus_per_worker,
+            upload_deadline=upload_deadline,
+        )
         self.crash_marker = crash_marker
 
     def ready(self) -> dict:
@@ -88,6 +104,7 @@ def actor_class(use_gpu: bool, cpus_per_worker: int = 1):
     if use_gpu:
         opts["num_gpus"] = 1
     # max_restarts=0: a dead actor is replaced by the driver, which also re-queues its shards
+    # (run_shards says why Ray's own restarts do not fit)
     return ray.remote(**opts)(ShardActor)
 
 
@@ -99,13 +116,46 @@ def check_settings(settings: RaySettings) -> None:
     cpus = settings.cpus_per_worker
     if cpus is not None and cpus < 1:
         raise UsageError(f"--cpus-per-worker must be >= 1, got {cpus}")
-    if ray.is_initialized() or settings.address or os.environ.get("RAY_ADDRESS"):
+    if ray.is_initialized():
+        return
+    if settings.address or os.environ.get("RAY_ADDRESS"):
+        check_address(settings.address or os.environ["RAY_ADDRESS"])
         return
     if settings.device == "cuda":
         resolve_device("cuda", option="--device")  # one line when CUDA is not available here
     here = os.cpu_count() or 1
     if cpus is not None and cpus > here:
         raise UsageError(f"--cpus-per-worker {cpus}: this machine has {here} CPUs")
+
+
+ADDRESS_TIMEOUT_S = 5.0  # seconds to wait for a TCP answer from the Ray address
+
+
+def check_address(address: str) -> None:
+    """Refuse in one line (within ADDRESS_TIMEOUT_S) a Ray address where nothing answers:
+    `ray.init` would wait for a dead head node for many minutes. "auto" is resolved as Ray
+    resolves it (RAY_ADDRESS, else the cluster last started on this machine)."""
+    from ray._private.services import get_ray_address_from_environment
+
+    given = address
+    if address == "auto":
+        try:
+            address = get_ray_address_from_environment("auto", None)
+        except ConnectionError as err:
+            raise UsageError(f"--address auto: {str(err).split('.')[0]}") from err
+    if address in (None, "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {given}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), ADDRESS_TIMEOUT_S).close()
+    except OSError as err:
+        raise UsageError(
+            f"no Ray cluster answers at {hostport} (--address {given}): "
+            f"{err.strerror or type(err).__name__}"
+        ) from err
 
 
 def init_ray(settings: RaySettings) -> bool:
@@ -118,7 +168,9 @@ def init_ray(settings: RaySettings) -> bool:
         # `ray job submit` sets RAY_ADDRESS for its entrypoint: join that cluster
         ray.init(address=settings.address or os.environ["RAY_ADDRESS"])
     else:
-        ray.init(include_dashboard=False)
+        # "local": a new instance of our own; without it Ray joins the cluster last started on
+        # this machine (/tmp/ray/ray_current_cluster), and waits forever when that one is dead
+        ray.init(address="local", include_dashboard=False)
     return True
 
 
@@ -161,7 +213,7 @@ def plan_workers(settings: RaySettings) -> tuple[int, bool, int]:
     if workers > available:
         print(
             f"generator: {workers} workers requested, the cluster has room for {available} "
-            f"now; extra actors wait for resources"
+            f"now; starting with those, the others start when resources free up"
         )
     return max(1, workers), use_gpu, per_actor
 
@@ -169,86 +221,125 @@ def plan_workers(settings: RaySettings) -> tuple[int, bool, int]:
 def run_shards(
     config,
     out: str,
-    todo: list[int],
+    todo: Iterable[int],
+    total: int,
     embeddings,
     settings: RaySettings,
     crash_marker: str | None = None,
 ) -> dict[int, dict]:
-    """Generate shards `todo` under `out`; -> {index: manifest record}. Ray must be up."""
+    """Generate the `total` shards that `todo` yields (lazily: it is read only as actors free
+    up, so memory does not grow with --shards) under `out`; -> {index: manifest record}.
+    Ray must be up.
+
+    Scheduling follows the cluster as it is: a shard goes only to an actor that has answered
+    `ready()`, so work starts on the first actor placed and an actor that cannot be placed
+    (no room, a lost node) holds no shard. Ray's own actor restarts (max_restarts,
+    max_task_retries) do not fit: a restarting actor keeps its queued calls, which then wait
+    for a CPU that may never come back; so a dead actor is killed and replaced by a new one
+    (placed when capacity returns) and its shards go back to the queue for the live actors.
+    A store outage past the upload deadline stops new shards; the run then fails naming the
+    endpoint, and a rerun makes the rest.
+    """
     import ray
 
-    if not todo:
+    if total <= 0:
         return {}
     n_workers, use_gpu, per_actor = plan_workers(settings)
-    n_workers = min(n_workers, len(todo))
+    n_workers = min(n_workers, total)
     cls = actor_class(use_gpu, per_actor)
     emb_ref = ray.put(embeddings) if embeddings is not None else None
-
-    def new_actor():
-        return cls.remote(config, emb_ref, use_gpu, crash_marker, per_actor)
-
-    actors = {i: new_actor() for i in range(n_workers)}
-    # fail fast on a model that cannot load: every actor says it is ready before work starts
-    try:
-        ray.get([a.ready.remote() for a in actors.values()])
-    except ray.exceptions.RayError as err:
-        for actor in actors.values():
-            ray.kill(actor, no_restart=True)
-        raise GenerationFailed(f"workers could not start: {_short(err)}") from err
-
-    queue = list(todo)
-    tries = {i: 0 for i in todo}
+    args = (config, emb_ref, use_gpu, crash_marker, per_actor, settings.upload_deadline)
+    pool = ActorPool(lambda: cls.remote(*args), n_workers)
+    fresh = iter(todo)
+    exhausted = False
+    retry: deque[int] = deque()
+    tries: dict[int, int] = {}  # shards in flight or waiting for a retry only
+    avoid: dict[int, int] = {}  # shard -> actor id it last failed on
     last_error: dict[int, str] = {}
     failed: list[int] = []
+    store_error: str | None = None
     pending: dict = {}  # ObjectRef -> (shard, actor id)
-    load = {a: 0 for a in actors}
-    avoid: dict[int, int] = {}  # shard -> actor id it last failed on
     done: dict[int, dict] = {}
-    next_id = n_workers
+    waiting_said = False
+    samples = drawn = 0
     t_start = time.perf_counter()
-    bar = progress_bar(total=len(todo), unit="shard", desc="generator")
+    bar = progress_bar(total=total, unit="shard", desc="generator")
     try:
-        while queue or pending:
-            # fill every actor up to `per_actor` queued calls
-            while queue:
-                free = [a for a in actors if load[a] < settings.per_actor]
+        while True:
+            # fill the ready actors up to `per_actor` queued calls each
+            while store_error is None:
+                free = [a for a, n in pool.load.items() if n < settings.per_actor]
                 if not free:
                     break
-                shard = queue[0]
+                if retry:
+                    shard = retry.popleft()
+                elif not exhausted:
+                    shard = next(fresh, None)
+                    if shard is None:
+                        exhausted = True
+                        break
+                else:
+                    break
                 choice = [a for a in free if a != avoid.get(shard)] or free
-                aid = min(choice, key=lambda a: load[a])
-                queue.pop(0)
-                tries[shard] += 1
-                ref = actors[aid].make_shard.remote(shard, out)
-                pending[ref] = (shard, aid)
-                load[aid] += 1
-            ready, _ = ray.wait(list(pending), num_returns=1)
+                aid = min(choice, key=lambda a: pool.load[a])
+                tries[shard] = tries.get(shard, 0) + 1
+                pending[pool.handles[aid].make_shard.remote(shard, out)] = (shard, aid)
+                pool.load[aid] += 1
+            if not pending and (store_error is not None or (exhausted and not retry)):
+                break
+            ready, _ = ray.wait([*pending, *pool.starting], num_returns=1, timeout=WAIT_NOTICE_S)
+            if not ready:
+                if not pending and not pool.load and not waiting_said:
+                    print(
+                        f"generator: waiting for the cluster to place an actor "
+                        f"({len(pool.starting)} not placed yet)"
+                    )
+                    waiting_said = True
+                continue
             ref = ready[0]
+            if ref in pool.starting:
+                aid = pool.starting.pop(ref)
+                try:
+                    ray.get(ref)
+                    pool.load[aid] = 0
+                    waiting_said = False
+                except ray.exceptions.RayActorError as err:
+                    if err.actor_init_failed:  # the GAN cannot load: no actor ever will
+                        raise GenerationFailed(f"workers could not start: {_short(err)}") from err
+                    pool.replace(aid)  # died before it was ready (its node was lost)
+                except ray.exceptions.RayError as err:
+                    raise GenerationFailed(f"workers could not start: {_short(err)}") from err
+                continue
             shard, aid = pending.pop(ref)
-            if aid in load:
-                load[aid] -= 1
+            if aid in pool.load:
+                pool.load[aid] -= 1
             try:
                 record = ray.get(ref)
             except ray.exceptions.RayError as err:
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, StoreUnavailable):
+                    # the GAN work is not retried: the run stops and a rerun makes the rest
+                    store_error = str(cause)
+                    failed.append(shard)
+                    tries.pop(shard, None)
+                    continue
                 last_error[shard] = _short(err)
                 avoid[shard] = aid
-                if isinstance(err, ray.exceptions.RayActorError) and aid in actors:
-                    # the process is gone: replace it (its other queued shards fail too and
-                    # come back here one by one)
-                    ray.kill(actors.pop(aid), no_restart=True)
-                    load.pop(aid, None)
-                    actors[next_id] = new_actor()
-                    load[next_id] = 0
-                    next_id += 1
+                if isinstance(err, ray.exceptions.RayActorError):
+                    pool.replace(aid)  # the process or its node is gone
                 if tries[shard] < settings.max_tries:
-                    queue.append(shard)
+                    retry.append(shard)
                 else:
                     failed.append(shard)
+                    tries.pop(shard)
                 continue
+            tries.pop(shard, None)
+            avoid.pop(shard, None)
+            last_error.pop(shard, None)
             done[shard] = record
+            samples += record["count"]
+            drawn += record["attempts"]
             bar.update(1)
-            samples = sum(r["count"] for r in done.values())
-            drawn = sum(r["attempts"] for r in done.values())
             bar.set_postfix(
                 samples_per_s=f"{samples / (time.perf_counter() - t_start):.1f}",
                 accept=f"{samples / max(drawn, 1):.1%}",
@@ -256,8 +347,12 @@ def run_shards(
             )
     finally:
         bar.close()
-        for actor in actors.values():
-            ray.kill(actor, no_restart=True)
+        pool.close()
+    if store_error is not None:
+        raise GenerationFailed(
+            f"{store_error}; {len(done)} shard(s) finished in this run, rerun the same command "
+            "to make the rest"
+        )
     if failed:
         failed.sort()
         listing = ", ".join(str(i) for i in failed)

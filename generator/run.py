@@ -8,12 +8,21 @@ anything is written, so a refused run leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import tempfile
+from collections.abc import Iterator
 
 from generator.config import GeneratorConfig
 from generator.manifest import open_run, write_jsonl
-from generator.ray_runner import RaySettings, check_settings, init_ray, run_shards
-from segcore import storage
+from generator.ray_runner import (
+    GenerationFailed,
+    RaySettings,
+    check_settings,
+    init_ray,
+    run_shards,
+)
+from segcore import schema, storage
 from segcore.cli import UsageError
 
 MASK_AUTO = "auto"  # the mask rule of `resolve_mask`: chosen by the direction file
@@ -66,6 +75,10 @@ def resolve_config(
     if latents != PRIOR:
         embeddings = load_embeddings(latents, gan.latent_dim)
         sha = hashlib.sha256(embeddings.tobytes()).hexdigest()
+    shift = float(shift if shift is not None else (direction.shift or DEFAULT_SHIFT))
+    if not math.isfinite(shift) or shift <= 0:
+        # z + r h with r <= 0 moves away from the lighter object (section 3.1): masks empty
+        raise UsageError(f"--shift must be a finite number > 0, got {shift}")
     operators = direction.operators.tolist() if direction.operators is not None else None
     # MASK_AUTO is the CLI's default, and the library's too
     options["mask"] = resolve_mask(options.get("mask", MASK_AUTO), operators is not None)
@@ -76,7 +89,7 @@ def resolve_config(
             weights=weights,
             direction=tuple(float(v) for v in direction.vector),
             direction_file=str(direction_file) if direction_file else None,
-            shift=float(shift if shift is not None else (direction.shift or DEFAULT_SHIFT)),
+            shift=shift,
             latents=str(latents),
             latents_sha256=sha,
             operators=operators,
@@ -101,6 +114,10 @@ def check_output(out: str) -> None:
         raise UsageError(f"output {path} is under a file ({probe}), not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"output {path} is not writable ({probe} is read-only)")
+    try:  # the kernel's own answer (root passes os.access on /proc and /sys): a folder, removed
+        os.rmdir(tempfile.mkdtemp(prefix=".gan-objseg-probe-", dir=probe))
+    except OSError as err:
+        raise UsageError(f"output {path} is not writable ({probe}: {err.strerror})") from err
 
 
 def _probe_remote(out: str) -> None:
@@ -130,6 +147,12 @@ def _probe_remote(out: str) -> None:
         raise UsageError(f"cannot reach {storage.redact(out)}: {msg}") from err
 
 
+def missing(shards: int, finished) -> Iterator[int]:
+    """The indices below `shards` not in `finished`, in order, one at a time (no list of
+    every index is held: --shards may be in the millions)."""
+    return (i for i in range(shards) if i not in finished)
+
+
 def generate(
     config: GeneratorConfig,
     out: str,
@@ -138,29 +161,45 @@ def generate(
     crash_marker: str | None = None,
     resume: bool = True,
 ) -> dict[int, dict]:
-    """Open/resume the run and make every missing shard; -> all finished records."""
+    """Open/resume the run and make every missing shard; -> all finished records.
+    GenerationFailed (one line) when the store cannot be read or written past the deadline."""
     if not storage.is_remote(out):
         # actors may run in another working directory: give them an absolute path
         out = str(storage.local_path(out).absolute())
     check_output(out)
     check_settings(settings)
-    finished = open_run(out, config, resume)
-    todo = [i for i in range(config.shards) if i not in finished]
+    try:
+        finished = open_run(out, config, resume, settings.upload_deadline)
+    except (UsageError, GenerationFailed):
+        raise
+    except Exception as err:  # any client or network error reading the run: one line
+        raise GenerationFailed(
+            f"cannot read the run at {storage.redact(out)}: {storage.first_line(err)}"
+        ) from err
+    total = config.shards - sum(1 for i in finished if i < config.shards)
     if finished:
         print(
             f"generator: resuming {storage.redact(out)}: {len(finished)} shard(s) already "
-            f"finished, {len(todo)} to make"
+            f"finished, {total} to make"
         )
-    if todo:
+    if total:
         started = init_ray(settings)
         try:
-            finished.update(run_shards(config, out, todo, embeddings, settings, crash_marker))
+            todo = missing(config.shards, finished)
+            made = run_shards(config, out, todo, total, embeddings, settings, crash_marker)
+            finished.update(made)
         finally:
             if started:
                 import ray
 
                 ray.shutdown()
-    write_jsonl(out, finished)
+    try:
+        write_jsonl(out, finished, settings.upload_deadline)
+    except OSError as err:  # StoreUnavailable past the deadline, or a local disk error
+        raise GenerationFailed(
+            f"every shard is made, but {schema.MANIFEST_JSONL} could not be written: "
+            f"{storage.first_line(err)}; rerun the same command to write it"
+        ) from err
     return finished
 
 

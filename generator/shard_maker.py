@@ -30,7 +30,7 @@ import torch
 
 from generator.filters import ACCEPTED, REJECTED_BY, filter_batch
 from generator.latents import ShardLatents
-from generator.manifest import make_record, write_record
+from generator.manifest import UPLOAD_DEADLINE, make_record, write_record
 from generator.masks import make_masks
 from generator.pipeline import (
     CPU_CHUNK,
@@ -63,6 +63,7 @@ class ShardMaker:
         device="cpu",
         gan=None,
         cpus_per_worker: int = 1,
+        upload_deadline: float = UPLOAD_DEADLINE,
     ):
         from generator.gans import load_gan
 
@@ -79,6 +80,9 @@ class ShardMaker:
         )
         self.filters = config.filter_settings()
         self.cpus_per_worker = max(1, int(cpus_per_worker))
+        # a store outage: the finished shard's bytes stay in memory and only the upload is
+        # retried for this many seconds (no GAN work is redone for it)
+        self.upload_deadline = float(upload_deadline)
         self.pool = ThreadPoolExecutor(self.cpus_per_worker, thread_name_prefix="encode")
         self.timers = Timers()  # seconds per stage, read by the benchmarks
         self._turns = GanTurns()
@@ -279,7 +283,7 @@ class ShardMaker:
         t1 = time.perf_counter()
         encoded = [sample for f in futures for sample in f.result()]  # in sample order
         t2 = time.perf_counter()
-        size, sha = publish_shard(encoded, out, index)
+        size, sha = publish_shard(encoded, out, index, deadline_s=self.upload_deadline)
         t3 = time.perf_counter()
         self.timers.add("encode", t2 - t1)
         self.timers.add("tar_upload", t3 - t2)
@@ -300,5 +304,5 @@ class ShardMaker:
             },
             seconds=round(t3 - t0, 3),
         )
-        write_record(out, record)
+        write_record(out, record, self.upload_deadline)
         return record

@@ -1,6 +1,9 @@
-"""Writing one shard: a WebDataset tar of encoded samples (segcore.samples) written to a LOCAL
-temp file, then published in one step (segcore.storage.put_file_atomic: rename locally, one PUT
-remotely). A shard is therefore visible only when complete. Layout and keys: segcore/schema.py.
+"""Writing one shard: a WebDataset tar of encoded samples (segcore.samples) built in memory and
+published in one step (segcore.storage.write_bytes_retrying: a temp file beside the shard renamed
+into place locally, one PUT remotely, retried through a store outage). A shard is therefore
+visible only when complete, and no temp file is left outside the run folder; a temp file a
+killed writer leaves in the run folder is removed by the next run (manifest.open_run). Layout
+and keys: segcore/schema.py.
 
 Tars are byte-reproducible: fixed mtime/owner in the tar headers, deterministic encoders, so a
 re-run of shard i yields the same bytes (and sha256) when the generator is deterministic.
@@ -18,13 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
-import tempfile
 from pathlib import Path
 
 import webdataset as wds
 
+from generator.manifest import UPLOAD_DEADLINE
 from segcore import schema, storage
 from segcore.samples import decode_meta, decode_sample
 
@@ -102,21 +104,15 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def publish_shard(samples, out_url: str, index: int) -> tuple[int, str]:
-    """Write the tar to a local temp file, then publish it at `out_url/shard-%06d.tar`.
-
-    -> (bytes, sha256). The temp file is removed whatever happens.
-    """
+def publish_shard(
+    samples, out_url: str, index: int, deadline_s: float = UPLOAD_DEADLINE
+) -> tuple[int, str]:
+    """Build the tar in memory and publish it at `out_url/shard-%06d.tar`, retrying only the
+    upload for up to `deadline_s` seconds (storage.StoreUnavailable after). -> (bytes, sha256)."""
     data = tar_bytes(samples)
-    fd, tmp = tempfile.mkstemp(prefix=f"gan-objseg-{index:06d}-", suffix=".tar")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        size, digest = len(data), hashlib.sha256(data).hexdigest()
-        storage.put_file_atomic(tmp, storage.join(out_url, schema.shard_name(index)))
-        return size, digest
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    url = storage.join(out_url, schema.shard_name(index))
+    storage.write_bytes_retrying(url, data, deadline_s)
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def read_shard(url: str) -> list[dict]:

@@ -8,13 +8,18 @@ never from arguments, so they are never written into configs, manifests, logs or
 Atomicity: local files are written to a temp file in the same folder and renamed; remote
 objects are uploaded in one PUT (`put_file` of a finished local file), so a reader sees either
 nothing or the whole object.
+
+Outages: `write_bytes_retrying` keeps the bytes and retries only the upload, with exponential
+backoff, until a deadline; then `StoreUnavailable` names the endpoint (never credentials).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -49,12 +54,42 @@ def redact(url: str) -> str:
     return str(url)
 
 
-def filesystem(url: str):
-    """(fsspec filesystem, path inside it) for a remote URL."""
+def filesystem(url: str, quick: bool = False):
+    """(fsspec filesystem, path inside it) for a remote URL. `quick`: for S3, one try per call
+    with short connect timeouts (the caller retries; botocore would otherwise retry a dead
+    endpoint for about 20 s per call)."""
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(str(url), **storage_options(url))
+    opts = storage_options(url)
+    if quick and urlsplit(str(url)).scheme in ("s3", "s3a"):
+        opts["config_kwargs"] = {
+            "connect_timeout": 5,
+            "read_timeout": 60,
+            "retries": {"max_attempts": 1},
+        }
+    fs, path = fsspec.core.url_to_fs(str(url), **opts)
     return fs, path
+
+
+def endpoint(url: str) -> str:
+    """Where a URL's bytes go, for messages: the S3 endpoint (AWS_ENDPOINT_URL_S3 /
+    AWS_ENDPOINT_URL, redacted) or the URL's scheme://host; a local folder for a local URL."""
+    if not is_remote(url):
+        return str(local_path(url).parent)
+    parts = urlsplit(str(url))
+    if parts.scheme in ("s3", "s3a"):
+        env = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        return redact(env) if env else "AWS S3 (no AWS_ENDPOINT_URL set)"
+    return redact(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
+
+
+class StoreUnavailable(OSError):
+    """The object store did not take a write before the deadline; the message names the
+    endpoint and the object, on one line."""
+
+
+RETRY_FIRST_WAIT = 0.5  # seconds before the second try; doubled after each failure
+RETRY_MAX_WAIT = 30.0  # the longest wait between two tries
 
 
 def storage_options(url: str) -> dict:
@@ -118,6 +153,46 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
         fs.pipe_file(path, data)  # one PUT
         return
     write_local_atomic(local_path(url), lambda f: f.write(data))
+
+
+def write_bytes_retrying(url: str, data: bytes, deadline_s: float) -> None:
+    """`write_bytes_atomic` that survives a store outage of up to `deadline_s` seconds: a remote
+    write is retried (the bytes stay in memory) with exponential backoff from RETRY_FIRST_WAIT
+    to RETRY_MAX_WAIT seconds; past the deadline, StoreUnavailable. A local write is tried once
+    (a full or read-only disk does not heal by waiting)."""
+    if not is_remote(url):
+        write_bytes_atomic(url, data)
+        return
+    start = time.monotonic()
+    wait, tries = RETRY_FIRST_WAIT, 0
+    while True:
+        tries += 1
+        try:
+            fs, path = filesystem(url, quick=True)
+            fs.pipe_file(path, data)  # one PUT
+            return
+        except Exception as err:  # any client, network or auth error: retried, then reported
+            left = deadline_s - (time.monotonic() - start)
+            cause = first_line(err)
+            if left <= 0:
+                raise StoreUnavailable(
+                    f"object store {endpoint(url)} did not take {redact(url)} in "
+                    f"{deadline_s:g} s ({tries} tries): {cause}"
+                ) from err
+            if tries == 1:
+                print(
+                    f"storage: writing {redact(url)} failed ({cause}); retrying for up to "
+                    f"{deadline_s:g} s",
+                    file=sys.stderr,
+                )
+            time.sleep(min(wait, left))
+            wait = min(2 * wait, RETRY_MAX_WAIT)
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one line: its first non-empty line, or its type's name."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def put_file_atomic(local_file: str | Path, url: str) -> None:

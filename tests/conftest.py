@@ -9,8 +9,13 @@ import pytest
 
 from tests import s3server
 
-# Ray: keep everything on loopback in tests (DEVELOPERS.md / generator issue).
+# Ray: keep everything on loopback in tests.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# an S3 client that no test pointed at a server (a Ray worker started before a test set the
+# AWS_* variables, say) reaches a closed port on loopback, never a public endpoint, and never
+# asks an instance-metadata service for credentials
+os.environ.setdefault("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SEG_SHARED_DATA", REPO.parent / "shared" / "data"))

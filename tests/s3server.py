@@ -60,6 +60,7 @@ class S3Server:
     secret_key: str
     process: subprocess.Popen
     data_dir: Path
+    command: tuple[str, ...] = ()
 
     def env(self) -> dict[str, str]:
         """AWS_* variables that point s3fs/botocore at this server."""
@@ -69,6 +70,12 @@ class S3Server:
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
+
+    def restart(self, timeout_s: float = 30.0) -> None:
+        """Start the stopped server again on the same ports and data (an outage that ends)."""
+        self.stop()
+        self.process = _launch(list(self.command), self.data_dir)
+        _wait_ready(self, timeout_s)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -102,23 +109,33 @@ def start(data_dir: Path, timeout_s: float = 30.0) -> S3Server:
         "-master.telemetry=false",
         f"-bucket={BUCKET}",
     ]
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    log = open(data_dir / "weed.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data_dir)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
-    server = S3Server(endpoint, BUCKET, ACCESS_KEY, SECRET_KEY, proc, data_dir)
+    proc = _launch(cmd, data_dir)
+    server = S3Server(endpoint, BUCKET, ACCESS_KEY, SECRET_KEY, proc, data_dir, tuple(cmd))
+    _wait_ready(server, timeout_s)
+    return server
+
+
+def _launch(cmd: list[str], data_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    log = open(data_dir / "weed.log", "ab")  # noqa: SIM115 - lives as long as the server
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data_dir)
+
+
+def _wait_ready(server: S3Server, timeout_s: float) -> None:
+    proc = server.process
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
                 f"weed mini exited with {proc.returncode}; log:\n"
-                + (data_dir / "weed.log").read_text(errors="replace")[-3000:]
+                + (server.data_dir / "weed.log").read_text(errors="replace")[-3000:]
             )
-        if _bucket_ready(endpoint):
-            return server
+        if _bucket_ready(server.endpoint):
+            return
         time.sleep(0.2)
     server.stop()
-    raise RuntimeError(f"weed mini did not serve S3 at {endpoint} within {timeout_s:.0f} s")
+    raise RuntimeError(f"weed mini did not serve S3 at {server.endpoint} within {timeout_s:.0f} s")
 
 
 def _bucket_ready(endpoint: str) -> bool:

@@ -1,8 +1,10 @@
 """`python -m generator` as a user runs it: bad input -> one line, exit 2, nothing written."""
 
 import os
+import socket
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -65,6 +67,32 @@ def test_bad_inputs_subprocess_one_line_exit_2(bad_inputs):
             None,
         ),
     }
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        dead_ray = f"127.0.0.1:{s.getsockname()[1]}"
+    nan_shift = tmp_path / "nan_shift.json"
+    nan_shift.write_text(
+        '{"format": "gan-objseg/direction/v1", "vector": [1.0], "shift": NaN}', "utf-8"
+    )
+    base = ["--shards", "1", "--out", out, "--gan", "random"]
+    cases.update(
+        {
+            f"no Ray cluster answers at {dead_ray}": ([*base, "--address", dead_ray], None),
+            "--shift must be a finite number > 0, got 0.0": ([*base, "--shift", "0"], None),
+            "shift must be a finite number > 0, got nan": (
+                [*base, "--direction", str(nan_shift)],
+                None,
+            ),
+            "output /proc/x is not writable": (
+                ["--shards", "1", "--out", "/proc/x", "--gan", "random"],
+                None,
+            ),
+            "output /sys/x is not writable": (
+                ["--shards", "1", "--out", "/sys/x", "--gan", "random"],
+                None,
+            ),
+        }
+    )
     if not torch.cuda.is_available():
         cases["--device cuda: CUDA is not available here"] = (
             ["--shards", "1", "--out", out, "--gan", "random", "--device", "cuda"],
@@ -117,6 +145,23 @@ def test_no_direction_and_no_default_is_refused():
 
 
 @pytest.mark.integration
+def test_dead_ray_address_is_named_within_30_s(tmp_path):
+    """Alone (the cases above share two cores): a dead address is named, not waited on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    out = tmp_path / "run"
+    started = time.monotonic()
+    proc = _run(["--shards", "1", "--out", str(out), "--gan", "random", "--address", dead])
+    _, stderr = proc.communicate(timeout=120)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 2 and stderr.strip().splitlines() == [
+        f"python -m generator: error: no Ray cluster answers at {dead} (--address {dead}): "
+        "Connection refused"
+    ]
+    assert not out.exists()
+
+
 def test_cli_run_resume_and_refusal(tmp_path):
     out = str(tmp_path / "run")
     base = ["--shards", "2", "--samples-per-shard", "2", "--out", out, "--workers", "1"]

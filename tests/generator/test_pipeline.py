@@ -70,7 +70,7 @@ def test_failed_publish_fails_the_shard_and_writes_no_record(tmp_path, monkeypat
     config, _ = small_config()
     maker = ShardMaker(config)
 
-    def broken(samples, out, index):
+    def broken(samples, out, index, deadline_s):
         raise OSError("upload refused")
 
     monkeypatch.setattr(shard_maker, "publish_shard", broken)

@@ -1,0 +1,45 @@
+"""The generator driver's actors as the cluster places them (generator.ray_runner).
+
+An actor is `starting` from its creation until it answers `ready()` (Ray has placed it and
+it has loaded the GAN); only then does it count as `ready` and get shards. A dead actor is
+killed and replaced by a new one, which Ray places when the cluster has room for it.
+"""
+
+from __future__ import annotations
+
+
+class ActorPool:
+    """The driver's actors: `starting` (created, `ready()` not answered: not placed yet, or
+    loading the GAN) and `ready` ones with their number of queued calls."""
+
+    def __init__(self, make, n: int):
+        self.make = make
+        self.handles: dict[int, object] = {}
+        self.starting: dict = {}  # ready() ObjectRef -> actor id
+        self.load: dict[int, int] = {}  # actor id -> queued calls, ready actors only
+        self.next_id = 0
+        for _ in range(n):
+            self.add()
+
+    def add(self) -> None:
+        aid, self.next_id = self.next_id, self.next_id + 1
+        self.handles[aid] = handle = self.make()
+        self.starting[handle.ready.remote()] = aid
+
+    def replace(self, aid: int) -> None:
+        """Kill actor `aid` (dead, or on a lost node) and create its replacement, which Ray
+        places when the cluster has room for it."""
+        import ray
+
+        if aid not in self.handles:
+            return  # already replaced (its other queued calls fail one by one)
+        ray.kill(self.handles.pop(aid), no_restart=True)
+        self.load.pop(aid, None)
+        self.starting = {r: a for r, a in self.starting.items() if a != aid}
+        self.add()
+
+    def close(self) -> None:
+        import ray
+
+        for handle in self.handles.values():
+            ray.kill(handle, no_restart=True)
