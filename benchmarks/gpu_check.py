@@ -35,10 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from generator.gans.bigbigan_torch import BigGANConfig, BigGANGenerator
-from generator.gans.biggan_layers import Attention
+from generator.gans.bigbigan_torch import BigGANConfig, BigGANGenerator, random_init
 from segcore import schema
 
 HERE = Path(__file__).resolve().parent
@@ -94,17 +92,9 @@ def log(msg: str) -> None:
 
 def random_weights(path: Path, channels: int, seed: int = 0) -> None:
     """A random BigGAN-128 generator checkpoint in the port's layout (no `sv0`, like the
-    authors' converter); N(0, 0.02) weights, as BigGAN initialises them."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = BigGANGenerator(BigGANConfig(ch=channels))
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.normal_(m.bias, 0.0, 0.02)
-            if isinstance(m, Attention):
-                nn.init.constant_(m.gamma, 0.1)
+    authors' converter), initialised as the port's own random-weights mode does."""
+    model = BigGANGenerator(BigGANConfig(ch=channels))
+    random_init(model, seed)
     state = {k: v for k, v in model.state_dict().items() if not k.endswith(".sv0")}
     torch.save(state, path)
 

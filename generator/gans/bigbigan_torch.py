@@ -116,7 +116,7 @@ class BigGANGenerator(nn.Module):
         return torch.tanh(self.output_layer(h))
 
 
-def _random_init(model: BigGANGenerator, seed: int) -> None:
+def random_init(model: BigGANGenerator, seed: int) -> None:
     """Random, reproducible weights (speed tests; SN folding normalizes the scale)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -266,7 +266,7 @@ def build_model(weights: str | None, seed: int = 0) -> tuple[BigGANGenerator, bo
         )
     if weights == "random":
         model = BigGANGenerator(BigGANConfig())
-        _random_init(model, seed)
+        random_init(model, seed)
         is_random = True
     else:
         from segcore import storage

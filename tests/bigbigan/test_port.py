@@ -9,9 +9,9 @@ from generator.gans.bigbigan_torch import (
     BigBiGANTorch,
     BigGANConfig,
     BigGANGenerator,
-    _random_init,
     build,
     load_strict,
+    random_init,
 )
 from generator.gans.biggan_layers import SNConv2d, fold_spectral_norm, sn_sigma
 from segcore.cli import UsageError
@@ -68,7 +68,7 @@ def test_full_width_random_weights_output_contract():
 def random_backend():
     """A reduced-width (ch=8) port with random weights: same code path, CPU-cheap."""
     model = BigGANGenerator(BigGANConfig(ch=8))
-    _random_init(model, seed=0)
+    random_init(model, seed=0)
     fold_spectral_norm(model)
     return BigBiGANTorch(model, "cpu", random_weights=True)
 
