@@ -118,10 +118,6 @@ def count_maxima(hist: torch.Tensor) -> torch.Tensor:
     return (left & right).sum(dim=1)
 
 
-def histogram_ok(shifted: torch.Tensor, bins: int = 12, min_maxima: int = 2) -> np.ndarray:
-    return (count_maxima(histogram_counts(shifted, bins)) >= min_maxima).cpu().numpy()
-
-
 def filter_batch(masks: torch.Tensor, shifted: torch.Tensor, settings: FilterSettings):
     """The filters on the masks' device: [N, H, W] bool masks and the shifted images ->
     (edited masks [N, H, W] bool, reason [N] int8: 0 accepted, else REJECTED_BY code), both on

@@ -13,8 +13,8 @@ these settings (Python's tarfile in PAX format: each member is a PAX header hold
 `mtime=0.0`, which never changes, then a ustar header in which only the name, the size and the
 checksum change, then the data padded to 512 bytes). Patching a ready header instead of
 building three with tarfile per sample makes the tar about 10x cheaper; names that a plain
-ustar header cannot hold go through tarfile itself. `write_tar` (webdataset) stays as the
-reference the tests compare with.
+ustar header cannot hold go through tarfile itself. The tests compare the bytes with
+webdataset's TarWriter.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-from pathlib import Path
-
-import webdataset as wds
 
 from generator.manifest import UPLOAD_DEADLINE
 from segcore import schema, storage
@@ -67,8 +64,8 @@ def _header(name: str, size: int) -> bytes:
 
 
 def tar_bytes(samples) -> bytes:
-    """The tar `write_tar` writes for `samples`, built in memory (members in sorted field order,
-    as webdataset writes them)."""
+    """The tar webdataset's TarWriter (user and group gan-objseg, mtime 0) writes for `samples`,
+    built in memory (members in sorted field order, as webdataset writes them)."""
     parts = []
     for sample in samples:
         key = sample["__key__"]
@@ -85,23 +82,6 @@ def tar_bytes(samples) -> bytes:
     size = sum(len(p) for p in parts) + 2 * _BLOCK
     parts.append(bytes(2 * _BLOCK + (-size) % tarfile.RECORDSIZE))
     return b"".join(parts)
-
-
-def write_tar(path: str | Path, samples) -> None:
-    """`samples`: iterable of dicts {"__key__", "jpg", "png", "json"} with bytes values."""
-    with open(path, "wb") as f:
-        writer = wds.TarWriter(f, user="gan-objseg", group="gan-objseg", mtime=0.0)
-        for sample in samples:
-            writer.write(sample)
-        writer.close()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def publish_shard(

@@ -33,12 +33,3 @@ def resolve_device(name: str = "auto", local_rank: int = 0, option: str = "--dev
     elif device.type != "cpu" and device.type != "mps":
         raise UsageError(f"{option} {name}: use auto, cpu, cuda or cuda:N")
     return device
-
-
-def describe(device) -> str:
-    """'cpu' or 'cuda:0 (NVIDIA H200)', for logs."""
-    import torch
-
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)

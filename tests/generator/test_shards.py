@@ -199,7 +199,16 @@ def test_min_fraction_hashes_only_when_set_so_runs_without_the_key_resume():
 def test_tar_bytes_equal_the_webdataset_writer(tmp_path):
     """The in-memory tar is byte for byte webdataset's, for any sizes and for names a plain
     ustar header cannot hold (long, non-ASCII), which go through tarfile."""
-    from generator.shards import tar_bytes, write_tar
+    import webdataset as wds
+
+    from generator.shards import tar_bytes
+
+    def write_tar(path, samples):  # the reference: webdataset's writer with the same headers
+        with open(path, "wb") as f:
+            writer = wds.TarWriter(f, user="gan-objseg", group="gan-objseg", mtime=0.0)
+            for sample in samples:
+                writer.write(sample)
+            writer.close()
 
     rng = np.random.default_rng(0)
     cases = [[]]
