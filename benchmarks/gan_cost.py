@@ -1,0 +1,71 @@
+"""Parameter count and GFLOP per image of the GAN backends and mask labelers, on random weights.
+
+    python benchmarks/gan_cost.py [--only NAME[,NAME...]] [--device cpu|cuda] [--rate]
+
+For each case: the parameters of the network that runs per image and the floating-point
+operations of one image's forward (torch.utils.flop_counter: a multiply-add counts 2), and with
+`--rate` the images/s (masks/s: two images per mask for a latent-shift GAN) measured on
+`--device`. The numbers are properties of the architecture, so random weights in the public
+checkpoint layout give the same counts as the released files. Measured: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# name -> builder(device) -> (module whose parameters are counted, forward(batch_size))
+# Each backend module adds its own case here.
+CASES: dict[str, Callable] = {}
+
+
+def count(name: str, device: torch.device, rate: bool) -> dict:
+    module, forward = CASES[name](device)
+    params = sum(p.numel() for p in module.parameters())
+    with torch.no_grad():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            forward(1)
+        row = {
+            "case": name,
+            "params_M": params / 1e6,
+            "gflop_per_image": counter.get_total_flops() / 1e9,
+        }
+        if rate:
+            forward(8)  # warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start, n = time.perf_counter(), 0
+            while time.perf_counter() - start < 5.0:
+                forward(8)
+                n += 8
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            row["images_per_s"] = n / (time.perf_counter() - start)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", default="", help="comma list of cases (default: all)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--rate", action="store_true", help="also measure images/s on --device")
+    args = p.parse_args()
+    names = [n for n in args.only.split(",") if n] or sorted(CASES)
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(sorted(CASES))}")
+    device = torch.device(args.device)
+    print(f"{'case':<24} {'params (M)':>11} {'GFLOP/image':>12} {'images/s':>9}")
+    for name in names:
+        row = count(name, device, args.rate)
+        ips = f"{row['images_per_s']:9.1f}" if "images_per_s" in row else f"{'-':>9}"
+        print(f"{name:<24} {row['params_M']:11.3f} {row['gflop_per_image']:12.2f} {ips}")
+
+
+if __name__ == "__main__":
+    main()
