@@ -4,8 +4,12 @@
         --out BigBiGAN_x1.pth
     python -m generator.convert bigbigan --hub /path/to/extracted/module --out G.pth [--no-ema]
 
-The output has the layout of the authors' `BigBiGAN_x1.pth` (ajbrock BigGAN-PyTorch names, see
-generator/gans/biggan_layers.py) and loads with `--gan bigbigan --weights G.pth` (strict).
+The output is {"state_dict": <tensors with the layout of the authors' `BigBiGAN_x1.pth`, ajbrock
+BigGAN-PyTorch names, see generator/gans/biggan_layers.py>, "source": "tf-hub", "hub": the
+handle, "ema": the EMA suffix used or ""} and loads with `--gan bigbigan --weights G.pth`
+(strict). The recorded source sets the one number in which TF-Hub's BigBiGAN and ajbrock's code
+differ, the output BatchNorm's eps (generator/gans/bigbigan_torch.py, "Two sources"); ajbrock's
+own code loads `torch.load(G.pth)["state_dict"]`.
 
 Variable names. BigBiGAN's generator lives under `<wrapper>/Generator/` (`GenEncWrapper` in the
 published module) and follows BigGAN's TF-Hub graph with these renamings, taken from the authors'
@@ -203,10 +207,22 @@ def convert_generator(variables: dict[str, np.ndarray], ema: bool = True) -> tup
 
 def check_loads(sd: dict) -> None:
     """Build the port from the converted dict and load it strictly (raises UsageError)."""
-    from generator.gans.bigbigan_torch import BigGANGenerator, config_from_state_dict, load_strict
+    from generator.gans.biggan_layers import BigGANGenerator, config_from_state_dict, load_strict
 
     model = BigGANGenerator(config_from_state_dict(sd))
     load_strict(model, sd, "converted state dict")
+
+
+def converted_file(sd: dict, hub: str, ema_suffix: str | None) -> dict:
+    """What `convert_bigbigan` saves: the state dict and the record of where it came from."""
+    from generator.gans.bigbigan_torch import SOURCE_TF_HUB
+
+    return {
+        "state_dict": sd,
+        "source": SOURCE_TF_HUB,
+        "hub": storage.redact(str(hub)),
+        "ema": ema_suffix or "",
+    }
 
 
 def convert_bigbigan(hub: str, out: str, ema: bool = True) -> dict:
@@ -216,7 +232,7 @@ def convert_bigbigan(hub: str, out: str, ema: bool = True) -> dict:
     sd, report = convert_generator(variables, ema=ema)
     check_loads(sd)
     buf = io.BytesIO()
-    torch.save(sd, buf)
+    torch.save(converted_file(sd, hub, report["ema"]), buf)
     storage.write_bytes_atomic(out, buf.getvalue())
     return report
 

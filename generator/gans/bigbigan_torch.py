@@ -11,6 +11,16 @@ block, BN eps 1e-4, SN eps 1e-4, tanh output; 70.4 M parameters. BigBiGAN is unc
 checkpoint keeps BigGAN's `shared` embedding table (1000 x 128, all rows equal after the authors'
 conversion) and we always use row `class_index` = 0, like the authors' `UnconditionalBigGAN`.
 
+Two sources, two output layers. The port reproduces the model the weights come from, which
+differ in one number, the eps of the output layer's BatchNorm:
+- TF-Hub's BigBiGAN uses 1e-4 there, like in every other BN. A file written by
+  `python -m generator.convert` is {"state_dict": ..., "source": "tf-hub", ...}: it records
+  that it came from TF-Hub and gets 1e-4.
+- ajbrock's `Generator` (BigGAN.py) builds `output_layer` with `layers.bn(...)` without passing
+  its BN eps, so that layer keeps `layers.bn`'s default 1e-5; the paper's authors ran
+  BigBiGAN_x1.pth in that code (with BN_eps 1e-4 elsewhere). A plain state dict, such as their
+  file, gets 1e-5.
+
 Loading is strict: every key of the model must be in the checkpoint with the right shape and no
 extra key is accepted; the only tolerated absence is the `sv0` buffers, which ajbrock's code uses
 for logging only and which the authors' own converter does not produce ("Ignore missing sv0
@@ -26,176 +36,29 @@ and device, set BIGBIGAN_PRECISION and BIGBIGAN_COMPILE=1 in the environment.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
 import torch
-from torch import nn
 
 from generator.gans.base import NoEncoderError
 from generator.gans.biggan_layers import (
-    Attention,
-    GBlock,
-    SNConv2d,
-    SNLinear,
-    bn,
+    BigGANConfig,
+    BigGANGenerator,
+    config_from_state_dict,
     fold_spectral_norm,
+    load_strict,
+    random_init,
+    read_checkpoint,
 )
 from segcore.cli import UsageError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PAPER_CH = 96
-
-
-@dataclasses.dataclass(frozen=True)
-class BigGANConfig:
-    ch: int = PAPER_CH
-    dim_z: int = 120
-    shared_dim: int = 128
-    n_classes: int = 1000
-    bottom_width: int = 4
-    attn_res: int = 64
-    bn_eps: float = 1e-4
-    sn_eps: float = 1e-4
-
-    # BigGAN-128: five upsampling blocks 8 -> 128 px.
-    @property
-    def in_channels(self) -> list[int]:
-        return [self.ch * m for m in (16, 16, 8, 4, 2)]
-
-    @property
-    def out_channels(self) -> list[int]:
-        return [self.ch * m for m in (16, 8, 4, 2, 1)]
-
-    @property
-    def block_resolutions(self) -> list[int]:
-        return [8, 16, 32, 64, 128]
-
-    @property
-    def num_slots(self) -> int:
-        return len(self.in_channels) + 1
-
-    @property
-    def z_chunk(self) -> int:
-        return self.dim_z // self.num_slots
-
-
-class BigGANGenerator(nn.Module):
-    """ajbrock BigGAN-PyTorch `Generator` (hier=True, G_shared=True) with the same module names."""
-
-    def __init__(self, config: BigGANConfig = BigGANConfig()):
-        super().__init__()
-        c = self.config = config
-        if c.dim_z % c.num_slots:
-            raise ValueError(f"dim_z {c.dim_z} does not split into {c.num_slots} chunks")
-        cond = c.shared_dim + c.z_chunk
-        self.shared = nn.Embedding(c.n_classes, c.shared_dim)
-        self.linear = SNLinear(c.z_chunk, c.in_channels[0] * c.bottom_width**2, eps=c.sn_eps)
-        blocks = []
-        for i, (cin, cout) in enumerate(zip(c.in_channels, c.out_channels, strict=True)):
-            block = [GBlock(cin, cout, cond, c.bn_eps, c.sn_eps)]
-            if c.block_resolutions[i] == c.attn_res:
-                block.append(Attention(cout, c.sn_eps))
-            blocks.append(nn.ModuleList(block))
-        self.blocks = nn.ModuleList(blocks)
-        self.output_layer = nn.Sequential(
-            bn(c.out_channels[-1], c.bn_eps), nn.ReLU(), SNConv2d(c.out_channels[-1], 3, 3, 1)
-        )
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """z [N, dim_z], y [N, shared_dim] (already embedded) -> [N, 3, 128, 128] in [-1, 1]."""
-        c = self.config
-        zs = torch.split(z, c.z_chunk, 1)
-        # ajbrock's order: cat(y, z_i) (the TF graph has cat(z_i, y); the converter swaps).
-        ys = [torch.cat([y, zi], 1) for zi in zs[1:]]
-        h = self.linear(zs[0]).view(z.shape[0], -1, c.bottom_width, c.bottom_width)
-        for index, blocklist in enumerate(self.blocks):
-            for block in blocklist:
-                h = block(h, ys[index])
-        return torch.tanh(self.output_layer(h))
-
-
-def random_init(model: BigGANGenerator, seed: int) -> None:
-    """Random, reproducible weights (speed tests; SN folding normalizes the scale)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.normal_(m.bias, 0.0, 0.02)
-            if isinstance(m, Attention):
-                nn.init.constant_(m.gamma, 0.1)
-
-
-def config_from_state_dict(state: dict) -> BigGANConfig:
-    """Read the width, z size and class count from a checkpoint's tensor shapes."""
-    try:
-        lin = state["linear.weight"]
-        shared = state["shared.weight"]
-    except KeyError as err:
-        raise UsageError(f"not a BigGAN generator checkpoint: missing key {err}") from None
-    if lin.dim() != 2 or lin.shape[0] % 256 or shared.dim() != 2:
-        raise UsageError(
-            f"not a BigGAN-128 generator checkpoint: linear.weight {list(lin.shape)}, "
-            f"shared.weight {list(shared.shape)}"
-        )
-    return BigGANConfig(
-        ch=lin.shape[0] // 256,
-        dim_z=lin.shape[1] * 6,
-        shared_dim=shared.shape[1],
-        n_classes=shared.shape[0],
-    )
-
-
-def read_checkpoint(path: str) -> dict:
-    """A plain state dict from `path` (torch.load with weights_only=True); UsageError if not."""
-    from segcore import storage
-
-    if not storage.exists(path):
-        raise UsageError(f"BigBiGAN checkpoint not found: {storage.redact(path)}")
-    import io
-
-    try:
-        state = torch.load(
-            io.BytesIO(storage.read_bytes(path)), map_location="cpu", weights_only=True
-        )
-    except Exception as err:  # any unpickling failure is a bad file, reported in one line
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UsageError(f"cannot read checkpoint {storage.redact(path)}: {msg}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UsageError(f"{storage.redact(path)} is not a state dict of tensors")
-    return state
-
-
-def load_strict(model: BigGANGenerator, state: dict, source: str) -> None:
-    """load_state_dict(strict=True) with a one-line UsageError that lists every mismatch."""
-    expected = model.state_dict()
-    optional = {k for k in expected if k.endswith(".sv0")}
-    missing = sorted(k for k in expected if k not in state and k not in optional)
-    unexpected = sorted(k for k in state if k not in expected)
-    wrong = sorted(
-        f"{k} {list(state[k].shape)} (expected {list(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if items:
-            shown = ", ".join(items[:8]) + (
-                f", ... ({len(items) - 8} more)" if len(items) > 8 else ""
-            )
-            problems.append(f"{len(items)} {label}: {shown}")
-    if problems:
-        raise UsageError(
-            f"checkpoint {source} does not match BigGAN-128 ch={model.config.ch}: "
-            + "; ".join(problems)
-        )
-    full = dict(state)
-    for k in optional - set(state):
-        full[k] = expected[k]  # logging-only buffer; the folded value is written by fold()
-    model.load_state_dict(full, strict=True)
+# The output BN's eps of the model the weights come from (module docstring, "Two sources").
+SOURCE_TF_HUB = "tf-hub"  # the `source` that `python -m generator.convert` records
+SOURCE_PYTORCH = "pytorch"  # a plain state dict (the authors' BigBiGAN_x1.pth)
+OUTPUT_BN_EPS = {SOURCE_TF_HUB: 1e-4, SOURCE_PYTORCH: 1e-5}
 
 
 class BigBiGANTorch:
@@ -271,8 +134,14 @@ def build_model(weights: str | None, seed: int = 0) -> tuple[BigGANGenerator, bo
     else:
         from segcore import storage
 
-        state = read_checkpoint(weights)
-        config = config_from_state_dict(state)
+        state, record = read_checkpoint(weights, "BigBiGAN")
+        source = record.get("source", SOURCE_PYTORCH)
+        if source not in OUTPUT_BN_EPS:
+            raise UsageError(
+                f"{storage.redact(weights)} records source {source!r}; a BigBiGAN checkpoint "
+                f"comes from one of: {', '.join(sorted(OUTPUT_BN_EPS))}"
+            )
+        config = config_from_state_dict(state, out_bn_eps=OUTPUT_BN_EPS[source])
         model = BigGANGenerator(config)
         load_strict(model, state, storage.redact(weights))
         is_random = False

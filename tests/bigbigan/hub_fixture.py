@@ -47,9 +47,9 @@ def generator_specs(ch: int) -> list[tuple[str, tuple[int, ...], bool, str]]:
         specs.append((f"{scope}/u0", (1, out), False, "u"))
         specs.append((f"{scope}/u1", (1, int(np.prod(w_shape[:-1]))), False, "u"))
 
-    def stats(scope: str, c: int) -> None:
+    def stats(scope: str, c: int, var_kind: str = "var") -> None:
         specs.append((f"{scope}/accumulated_mean", (c,), False, "mean"))
-        specs.append((f"{scope}/accumulated_var", (c,), False, "var"))
+        specs.append((f"{scope}/accumulated_var", (c,), False, var_kind))
         specs.append((f"{scope}/accumulation_counter", (), False, "counter"))
 
     c0 = 16 * ch
@@ -71,9 +71,11 @@ def generator_specs(ch: int) -> list[tuple[str, tuple[int, ...], bool, str]]:
     sn(f"{PREFIX}/attention/g", (1, 1, c, c // 2), False)
     sn(f"{PREFIX}/attention/o_conv", (1, 1, c // 2, c), False)
     specs.append((f"{PREFIX}/attention/gamma", (), True, "gamma"))
-    specs.append((f"{PREFIX}/BatchNorm/scale", (ch,), True, "scale"))
+    specs.append((f"{PREFIX}/BatchNorm/scale", (ch,), True, "out_scale"))
     specs.append((f"{PREFIX}/BatchNorm/offset", (ch,), True, "b"))
-    stats(f"{PREFIX}/BatchNorm", ch)
+    # The output BN's variance is small (and its scale too, to keep tanh unsaturated), so that
+    # its eps (1e-4 in TF, 1e-5 in ajbrock's code) changes the images measurably.
+    stats(f"{PREFIX}/BatchNorm", ch, var_kind="out_var")
     sn(f"{PREFIX}/conv_2d", (3, 3, ch, 3), True)
     return specs
 
@@ -91,6 +93,8 @@ def random_values(ch: int, seed: int = 0) -> dict[str, np.ndarray]:
         "emb": lambda s: rng.normal(0, 0.05, s),
         "gamma": lambda s: np.full(s, 0.5),
         "scale": lambda s: rng.uniform(0.8, 1.2, s),
+        "out_var": lambda s: rng.uniform(5e-5, 2e-4, s),
+        "out_scale": lambda s: rng.uniform(0.01, 0.02, s),
     }
     values = {}
     for name, shape, ema, kind in generator_specs(ch):

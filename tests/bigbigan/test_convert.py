@@ -29,6 +29,7 @@ def _z(n=4, seed=0):
 def test_converted_port_matches_the_tf_module(hub_backend, converted):
     port = build(str(converted), "cpu")
     assert port.model.config.ch == 4 and not port.random_weights
+    assert port.model.config.out_bn_eps == 1e-4  # the recorded source, TF-Hub, was read
     z = _z(6)
     with torch.no_grad():
         ours = port.generate(z)
@@ -37,8 +38,41 @@ def test_converted_port_matches_the_tf_module(hub_backend, converted):
     assert (ours - ref).abs().max() < 1e-4
 
 
-def test_converted_file_is_a_plain_strict_state_dict(converted):
-    state = torch.load(converted, map_location="cpu", weights_only=True)
+def test_same_weights_as_a_plain_state_dict_run_ajbrocks_output_eps(
+    hub_backend, converted, tmp_path
+):
+    """The fixture's output BN has variances ~1e-4, so its eps shows: saved as a plain state
+    dict (the authors' kind of file) the weights get ajbrock's 1e-5 there and so no longer
+    reproduce the TF graph (1e-4); the reference below is ajbrock's formula with eps 1e-5."""
+    record = torch.load(converted, map_location="cpu", weights_only=True)
+    torch.save(record["state_dict"], tmp_path / "plain.pth")
+    plain = build(str(tmp_path / "plain.pth"), "cpu")
+    tf_like = build(str(converted), "cpu")
+    assert plain.model.config.out_bn_eps == 1e-5
+    z = _z(3, seed=7)
+    with torch.no_grad():
+        a, b = plain.generate(z), tf_like.generate(z)
+        assert (a - hub_backend.generate(z)).abs().max() > 1e-2
+        # everything but the output BN's eps is the same model: recompute that layer by hand
+        out = tf_like.model.output_layer
+        feats = []
+        hook = out[0].register_forward_hook(lambda m, i, o: feats.append(i[0]))
+        tf_like.generate(z)
+        hook.remove()
+        bn_ = out[0]
+        h = (feats[0] - bn_.stored_mean[:, None, None]) / torch.sqrt(
+            bn_.stored_var[:, None, None] + 1e-5
+        ) * bn_.gain[:, None, None] + bn_.bias[:, None, None]
+        expect = torch.tanh(out[2](torch.relu(h)))
+    assert (a - b).abs().max() > 1e-2
+    assert (a - expect).abs().max() < 1e-5
+
+
+def test_converted_file_records_its_source(converted, hub_module):
+    record = torch.load(converted, map_location="cpu", weights_only=True)
+    assert set(record) == {"state_dict", "source", "hub", "ema"}
+    assert (record["source"], record["hub"], record["ema"]) == ("tf-hub", str(hub_module[0]), EMA)
+    state = record["state_dict"]
     model = BigGANGenerator(BigGANConfig(ch=4))
     assert set(state) == set(model.state_dict())  # sv0 included, nothing extra
     assert state["shared.weight"].shape == (1000, 128)
@@ -47,7 +81,7 @@ def test_converted_file_is_a_plain_strict_state_dict(converted):
 
 def _port_from(values, ema):
     sd, report = convert_generator(values, ema=ema)
-    model = BigGANGenerator(BigGANConfig(ch=4))
+    model = BigGANGenerator(BigGANConfig(ch=4, out_bn_eps=1e-4))  # TF-Hub's output BN eps
     load_strict(model, sd, "test")
     fold_spectral_norm(model)
     return BigBiGANTorch(model, "cpu"), report
