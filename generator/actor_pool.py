@@ -17,6 +17,7 @@ class ActorPool:
         self.handles: dict[int, object] = {}
         self.starting: dict = {}  # ready() ObjectRef -> actor id
         self.load: dict[int, int] = {}  # actor id -> queued calls, ready actors only
+        self.nodes: dict[int, str] = {}  # actor id -> address of the node it was placed on
         self.next_id = 0
         for _ in range(n):
             self.add()

@@ -13,14 +13,14 @@ listing every such shard.
 from __future__ import annotations
 
 import os
-import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from generator.actor_pool import ActorPool
 from generator.manifest import UPLOAD_DEADLINE
+from generator.ray_connect import check_address, init_ray  # noqa: F401 (run.py's init_ray)
 from segcore.cli import UsageError
 from segcore.device import resolve_device
 from segcore.progress import progress_bar
@@ -73,7 +73,10 @@ class ShardActor:
         self.crash_marker = crash_marker
 
     def ready(self) -> dict:
+        import ray
+
         return {
+            "node": ray.util.get_node_ip_address(),
             "pid": os.getpid(),
             "device": str(self.maker.device),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -126,52 +129,6 @@ def check_settings(settings: RaySettings) -> None:
     here = os.cpu_count() or 1
     if cpus is not None and cpus > here:
         raise UsageError(f"--cpus-per-worker {cpus}: this machine has {here} CPUs")
-
-
-ADDRESS_TIMEOUT_S = 5.0  # seconds to wait for a TCP answer from the Ray address
-
-
-def check_address(address: str) -> None:
-    """Refuse in one line (within ADDRESS_TIMEOUT_S) a Ray address where nothing answers:
-    `ray.init` would wait for a dead head node for many minutes. "auto" is resolved as Ray
-    resolves it (RAY_ADDRESS, else the cluster last started on this machine)."""
-    from ray._private.services import get_ray_address_from_environment
-
-    given = address
-    if address == "auto":
-        try:
-            address = get_ray_address_from_environment("auto", None)
-        except ConnectionError as err:
-            raise UsageError(f"--address auto: {str(err).split('.')[0]}") from err
-    if address in (None, "local"):
-        return
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--address {given}: expected HOST:PORT, ray://HOST:PORT or auto")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), ADDRESS_TIMEOUT_S).close()
-    except OSError as err:
-        raise UsageError(
-            f"no Ray cluster answers at {hostport} (--address {given}): "
-            f"{err.strerror or type(err).__name__}"
-        ) from err
-
-
-def init_ray(settings: RaySettings) -> bool:
-    """Connect to (or start) Ray; -> True if this call started it (so the caller stops it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if settings.address or os.environ.get("RAY_ADDRESS"):
-        # `ray job submit` sets RAY_ADDRESS for its entrypoint: join that cluster
-        ray.init(address=settings.address or os.environ["RAY_ADDRESS"])
-    else:
-        # "local": a new instance of our own; without it Ray joins the cluster last started on
-        # this machine (/tmp/ray/ray_current_cluster), and waits forever when that one is dead
-        ray.init(address="local", include_dashboard=False)
-    return True
 
 
 def _nodes() -> list[dict]:
@@ -261,6 +218,7 @@ def run_shards(
     pending: dict = {}  # ObjectRef -> (shard, actor id)
     done: dict[int, dict] = {}
     waiting_said = False
+    per_node: Counter[str] = Counter()  # node address -> shards its actors made
     samples = drawn = 0
     t_start = time.perf_counter()
     bar = progress_bar(total=total, unit="shard", desc="generator")
@@ -300,7 +258,7 @@ def run_shards(
             if ref in pool.starting:
                 aid = pool.starting.pop(ref)
                 try:
-                    ray.get(ref)
+                    pool.nodes[aid] = ray.get(ref)["node"]
                     pool.load[aid] = 0
                     waiting_said = False
                 except ray.exceptions.RayActorError as err:
@@ -337,6 +295,7 @@ def run_shards(
             avoid.pop(shard, None)
             last_error.pop(shard, None)
             done[shard] = record
+            per_node[pool.nodes.get(aid, "?")] += 1
             samples += record["count"]
             drawn += record["attempts"]
             bar.update(1)
@@ -348,6 +307,9 @@ def run_shards(
     finally:
         bar.close()
         pool.close()
+        if per_node:
+            made = ", ".join(f"{node} {n}" for node, n in sorted(per_node.items()))
+            print(f"generator: shards made per node: {made}")
     if store_error is not None:
         raise GenerationFailed(
             f"{store_error}; {len(done)} shard(s) finished in this run, rerun the same command "

@@ -146,3 +146,37 @@ def test_more_cpus_per_worker_than_a_node_has_is_refused(config, ray_session, tm
     with pytest.raises(UsageError, match="--cpus-per-worker must be >= 1, got 0"):
         generate(config, str(tmp_path / "run2"), None, RaySettings(cpus_per_worker=0))
     assert not (tmp_path / "run2").exists()
+
+
+def test_a_ray_client_address_that_gives_no_answer_is_one_line(tmp_path):
+    """ray:// to a port that accepts connections but is no Ray Client server (here a socket
+    that never answers), and to a port where nothing listens: exit 2, one line, nothing
+    written, well within 30 s (Ray Client itself would retry for ~30 s, then a traceback)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nothing ever reads or answers
+        port = silent.getsockname()[1]
+        for address, says in (
+            (f"ray://127.0.0.1:{port}", "gives no gRPC answer within 5 s"),
+            ("ray://127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1"),
+        ):
+            out = tmp_path / "run"
+            args = ["--shards", "1", "--gan", "random", "--samples-per-shard", "2"]
+            args += ["--out", str(out), "--address", address]
+            t0 = time.monotonic()
+            proc = subprocess.run(
+                [sys.executable, "-m", "generator", *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            seconds = time.monotonic() - t0
+            assert proc.returncode == 2, proc.stderr[-2000:]
+            assert len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr
+            assert not out.exists()
+            assert seconds < 30
