@@ -13,6 +13,12 @@ A backend is an object with:
     default_direction() -> generator.direction_file.Direction   OPTIONAL: a direction shipped
                                     with the GAN; `python -m generator` uses it when no
                                     --direction is given (and refuses to run if it is absent)
+    map_prior(xi: Tensor[N, latent_dim], truncation: float = 1.0) -> Tensor[N, latent_dim]
+                                    OPTIONAL: the prior mapping. Latent codes are drawn as
+                                    xi ~ N(0, I) and passed through it (on `device`) before
+                                    G(z) and G(z + r h); absent = identity, z = xi. StyleGAN2
+                                    maps to W (mapping network, then truncation toward the mean
+                                    w for truncation < 1), so its directions live in W.
 
 `generate` is deterministic for a given z (eval-mode BN, no noise), so G(z) and G(z + r h)
 may be computed in one batch. Tensors are torch on `device`; backends that run elsewhere
@@ -21,7 +27,10 @@ may be computed in one batch. Tensors are torch on `device`; backends that run e
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
+
+from segcore.cli import UsageError
 
 
 @runtime_checkable
@@ -42,3 +51,26 @@ class GanBackend(Protocol):
 
 class NoEncoderError(RuntimeError):
     """Raised by `encode` on a backend without an encoder."""
+
+
+def check_prior(backend, truncation: float = 1.0) -> None:
+    """UsageError (one line) unless `truncation` is in (0, 1] and, when below 1, the backend
+    has a prior mapping to truncate."""
+    t = float(truncation)
+    if not (math.isfinite(t) and 0 < t <= 1):
+        raise UsageError(f"--truncation must be in (0, 1] (1: none), got {truncation}")
+    if t < 1 and getattr(backend, "map_prior", None) is None:
+        raise UsageError(
+            f"--truncation {t} needs a GAN with a prior mapping (e.g. stylegan2); "
+            f"GAN {backend.name!r} samples z ~ N(0, I) directly"
+        )
+
+
+def map_prior(backend, xi, truncation: float = 1.0):
+    """The backend's latent codes for prior draws xi ~ N(0, I) [N, latent_dim]: its
+    `map_prior` (on its device) when it has one, else xi itself."""
+    mapping = getattr(backend, "map_prior", None)
+    if mapping is None:
+        check_prior(backend, truncation)
+        return xi
+    return mapping(xi, truncation)
