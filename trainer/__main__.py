@@ -47,7 +47,19 @@ from segcore.cli import UsageError, run_cli
 from segcore.config import to_dict
 from segcore.device import resolve_device
 from segcore.progress import progress_bar
-from trainer import checkpoint, config, data, distributed, export, outdir, shardlist, validate
+from trainer import (
+    adapt,
+    adapt_config,
+    checkpoint,
+    config,
+    data,
+    distributed,
+    export,
+    outdir,
+    shardlist,
+    target_images,
+    validate,
+)
 from trainer.guards import FiniteGuard
 from trainer.logbook import Logbook
 from trainer.unet import UNet, count_parameters, segmentation_loss
@@ -78,6 +90,9 @@ def main(argv=None) -> int:
         except Exception as err:
             raise UsageError(f"--val-data {cfg.val_data}: cannot use it ({err})") from err
     ckpt_url = storage.join(cfg.out, checkpoint.CHECKPOINT)
+    targets = None  # self-training's unlabelled images (trainer/adapt.py), read on every rank
+    if cfg.adapt_images:
+        targets = target_images.load(cfg.adapt_images, cfg.resolution, cfg.max_bad_fraction)
     ckpt = outdir.find_checkpoint(cfg, args.resume)  # every refusal before anything is written
 
     # -- process group; the ranks agree on the checkpoint, rank 0 prepares OUT -------------
@@ -265,6 +280,12 @@ def main(argv=None) -> int:
     if next(batches, None) is not None:
         raise RuntimeError("the data stream yielded more batches than steps")
     bar.close()
+    if targets is not None:  # the self-training rounds, after the synthetic steps
+        last_val = adapt.run(adapt.Phase(
+            cfg, net, model, optimizer, scheduler, device, use_amp, rank, is_main, stream.spec,
+            positions, bad_before + sum(bad_by_worker.values()), start, book, guard, meter,
+            lambda: run_validation(net, holdout, cfg, device), targets, last_val,
+        ))  # fmt: skip
 
     # -- export: the model file eval loads (segcore/modelfile.py) -------------------------
     if is_main:
@@ -272,7 +293,7 @@ def main(argv=None) -> int:
             "resolution": cfg.resolution,
             "loss": cfg.loss,
             "width": cfg.width,
-            "steps": cfg.steps,
+            "steps": adapt_config.total_steps(cfg),
             "config_hash": config.run_hash(cfg),
             "shards": storage.redact(cfg.shards),
             "validation": last_val,

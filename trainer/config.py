@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from segcore import options
 from segcore.cli import UsageError
 from segcore.config import config_hash
+from trainer import adapt_config
 from trainer.unet import LOSSES
 
 AMP_MODES = ("auto", "bf16", "off")
@@ -68,6 +69,15 @@ class TrainConfig:
     log_every: int = 50
     max_bad_fraction: float = 0.05
     collective_timeout: float = 300.0  # seconds a collective waits for a peer
+    # self-training on unlabelled target images (trainer/adapt_config.py)
+    adapt_images: str | None = None
+    adapt_rounds: int = 3
+    adapt_steps: int = 200
+    adapt_margin: float = 0.3
+    adapt_keep: float = 0.8
+    adapt_mix: float = 0.5
+    adapt_flip_tta: bool = True
+    adapt_min_scale: float = 0.5
 
     def __post_init__(self):
         floats = ("lr", "lr_drop_factor", "width", "max_bad_fraction", "collective_timeout")
@@ -108,7 +118,7 @@ class TrainConfig:
                 f"--collective-timeout must be > 0 seconds, got {self.collective_timeout}",
             ),
         ]
-        for ok, msg in checks:
+        for ok, msg in checks + adapt_config.check(self):
             if not ok:
                 raise ValueError(msg)
 
@@ -139,6 +149,7 @@ HELP = {
     "collective_timeout": "seconds a rank waits in a collective for its peers before failing "
     "(a dead peer is an error, not a hang); must exceed the longest validation on rank 0",
 }
+HELP.update(adapt_config.HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import os
 from segcore import storage
 from segcore.cli import UsageError
 from segcore.config import differences, dump_json
-from trainer import checkpoint, config
+from trainer import adapt_config, checkpoint, config
 
 # What a trainer run leaves in OUT (and the temp files of its atomic writes, ".name.*.tmp").
 OWN_FILES = frozenset(
@@ -52,12 +52,14 @@ def find_checkpoint(cfg: config.TrainConfig, resume: bool) -> dict | None:
         missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
         if missing:
             raise ValueError(f"no {', '.join(missing)}")
+        step = int(ckpt["step"])
     except Exception as err:
         raise UsageError(
             f"{where} is not a readable trainer checkpoint ({one_line(err)}); restore it, or "
             "move it away to start over"
         ) from err
-    differ = differences(ckpt["config"], cfg, ignore=config.RESUME_MAY_DIFFER)
+    ignore, limit = adapt_config.resume_rule(ckpt["config"], step, cfg, config.RESUME_MAY_DIFFER)
+    differ = differences(ckpt["config"], cfg, ignore=ignore)
     if differ:
         hints = [
             f"--{key} {ckpt['config'].get(key)}"
@@ -69,8 +71,7 @@ def find_checkpoint(cfg: config.TrainConfig, resume: bool) -> dict | None:
             f"{where} holds a run with a different config: " + "; ".join(differ) + hint
             + "; use the same options to continue it, or another --out"
         )  # fmt: skip
-    step = int(ckpt["step"])
-    if step > cfg.steps:
+    if step > limit:
         raise UsageError(f"the checkpoint is at step {step}, beyond --steps {cfg.steps}")
     return ckpt
 
