@@ -1,8 +1,9 @@
 """The user's unlabelled target images for self-training (`--adapt-images DIR`).
 
 DIR is a folder of images, or a dataset folder holding images/ (and perhaps masks/): then only
-images/ is listed and read. No other file is opened, so labels beside the images are never
-read. Every image is read once, decoded to RGB and resized to the training side (a square, as
+images/ is listed and read. Subfolders are read too (a video's frames, images/<seq>/<frame>),
+except those named like label folders (LABEL_FOLDERS), which are never listed. No other file
+is opened, so labels beside the images are never read. Every image is read once, decoded to RGB and resized to the training side (a square, as
 the synthetic samples are); the images stay in memory as one uint8 array.
 
 Refused with one line (UsageError): a folder that does not exist or cannot be listed, one
@@ -26,6 +27,7 @@ from segcore.cli import UsageError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"})
 IMAGES_SUBFOLDER = "images"  # the dataset layout of eval's folders (images/ + masks/)
+LABEL_FOLDERS = frozenset({"masks", "mask", "labels", "annotations", "gt", "ground_truth"})
 WARN_AT_MOST = 5  # undecodable images named one by one; the rest only counted
 
 
@@ -56,13 +58,27 @@ def image_folder(root: str) -> Path:
 
 
 def list_images(folder: Path) -> list[str]:
-    """Sorted file names of the images in `folder` (hidden files and subfolders left aside);
-    UsageError for an unlistable folder, a non-image file or no image at all."""
-    try:
-        with os.scandir(folder) as entries:
-            files = sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
-    except OSError as err:
-        raise UsageError(f"--adapt-images {folder}: cannot list it ({err.strerror})") from err
+    """Sorted paths (relative to `folder`) of the images under it, hidden files and folders and
+    label folders left aside; UsageError for an unlistable folder, a non-image file or no
+    image at all."""
+    files: list[str] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        try:
+            with os.scandir(folder / rel) as entries:
+                for e in entries:
+                    if e.name.startswith("."):
+                        continue
+                    if e.is_dir():
+                        if e.name.lower() not in LABEL_FOLDERS:
+                            pending.append(f"{rel}{e.name}/")
+                    elif e.is_file():
+                        files.append(f"{rel}{e.name}")
+        except OSError as err:
+            where = folder / rel
+            raise UsageError(f"--adapt-images {where}: cannot list it ({err.strerror})") from err
+    files.sort()
     others = [n for n in files if Path(n).suffix.lower() not in IMAGE_SUFFIXES]
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")

@@ -201,3 +201,17 @@ def test_resume_rule_frees_the_adapt_options_only_before_self_training():
     ignore, limit = adapt_config.resume_rule(adapting, 11, cfg, may)
     assert ignore == {"out"} and limit == 25
     assert adapt_config.resume_rule(adapting, 10, cfg, may)[1] == 10  # not begun yet
+
+
+def test_frames_in_subfolders_are_read_and_label_folders_never_listed(tmp_path):
+    write_images(tmp_path / "bmx", 2)
+    write_images(tmp_path / "swan" / "x", 1)
+    write_images(tmp_path / "Annotations" / "bmx", 2)  # a video set's labels: never entered
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "notes.txt").write_text("hidden: left aside")
+    (tmp_path / "Annotations").chmod(0)
+    try:
+        got = target_images.load(str(tmp_path), 32, 0.05)
+    finally:
+        (tmp_path / "Annotations").chmod(0o755)
+    assert got.names == ("bmx/000.png", "bmx/001.png", "swan/x/000.png")
