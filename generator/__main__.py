@@ -38,6 +38,8 @@ _CONFIG_HELP = {
     "batch_size": "latents per forward (x2 images)",
     "jpeg_quality": "JPEG quality of the images",
     "png_compression": "PNG compression level of the masks (0..9)",
+    "truncation": "psi of the GAN's prior mapping, in (0, 1] (stylegan2: w_avg + psi (w - "
+    "w_avg)); 1: none",
 }
 _RAY_HELP = {
     "workers": "Ray actors (none: one per GPU, else one per --cpus-per-worker CPUs)",
@@ -56,6 +58,7 @@ _SAMPLE_OPTIONS = (
     "samples_per_shard", "alpha", "connectivity", "min_fraction", "seed", "batch_size",
     "jpeg_quality", "png_compression",
 )  # fmt: skip
+_SAMPLE_OPTIONS += ("truncation",)
 
 
 def build_parser() -> argparse.ArgumentParser:

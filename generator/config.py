@@ -23,6 +23,7 @@ HASH_EXCLUDE = ("shards", "direction_file", "latents")
 # field -> neutral value: hashed only when set away from it, so a config.json without the field
 # (neutral by definition) has the same hash as a config with it left at its neutral value
 HASH_ONLY_WHEN_SET = {"min_fraction": 0.0}
+HASH_ONLY_WHEN_SET["truncation"] = 1.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class GeneratorConfig:
     jpeg_quality: int = 95
     png_compression: int = 1  # cv2 IMWRITE_PNG_COMPRESSION 0..9 (1: fast, masks compress well)
     max_draws_per_sample: int = 50  # a shard fails if it needs more draws than this x its size
+    # psi of the backend's prior mapping (StyleGAN2: w_avg + psi (w - w_avg)); 1: none
+    truncation: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "min_fraction", self.min_fraction + 0.0)  # -0.0 -> 0.0
@@ -77,6 +80,14 @@ class GeneratorConfig:
             (0 <= self.png_compression <= 9, "--png-compression must be in 0..9"),
             (self.alpha >= 0, "--alpha must be >= 0"),
             (self.max_draws_per_sample >= 1, "max_draws_per_sample must be >= 1"),
+            (
+                0 < self.truncation <= 1,
+                f"--truncation must be in (0, 1] (1: none), got {self.truncation}",
+            ),
+            (
+                self.truncation == 1 or self.latents == "prior",
+                "--truncation applies to prior latents, not to an embeddings file",
+            ),
             (
                 self.mask != "affine" or self.operators is not None,
                 "--mask affine needs a direction file with fitted operators",

@@ -65,11 +65,13 @@ def resolve_config(
 ):
     """-> (GeneratorConfig, embeddings array or None). UsageError on any bad input."""
     from generator.gans import load_gan
+    from generator.gans.base import check_prior
     from generator.latents import PRIOR, load_embeddings
 
     if shards < 1:
         raise UsageError(f"--shards must be >= 1, got {shards}")
     gan = load_gan(gan_name, weights, "cpu")
+    check_prior(gan, options.get("truncation", 1.0))  # a truncation needs a prior mapping
     direction = resolve_direction(gan, direction_file)
     embeddings = sha = None
     if latents != PRIOR:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from generator.filters import ACCEPTED, REJECTED_BY, filter_batch
+from generator.gans.base import map_prior
 from generator.latents import ShardLatents
 from generator.manifest import UPLOAD_DEADLINE, make_record, write_record
 from generator.masks import make_masks
@@ -201,6 +202,8 @@ class ShardMaker:
                     t0 = time.perf_counter()
                     z_np, source = latents.draw(cfg.batch_size)
                     z = torch.from_numpy(z_np).to(self.device)
+                    if self.embeddings is None:  # prior draws go through the prior mapping
+                        z = map_prior(self.gan, z, cfg.truncation)
                     t1 = time.perf_counter()
                     # G(z) and G(z + r h) in ONE batched forward (eval mode: no batch dependence)
                     out = self.gan.generate(torch.cat([z, z + self.delta]))

@@ -24,6 +24,8 @@ _COMMON_HELP = {
     "weights": "backend weights (backend-specific)",
     "device": "auto (cuda if available), cpu, cuda:0 ...",
     "seed": "seed of every random draw",
+    "truncation": "psi in (0, 1] of the GAN's prior mapping (stylegan2: z -> w, then w_avg + "
+    "psi (w - w_avg)); 1: none",
 }
 _SCORE_HELP = {
     "directions": "dirs.pt [K,d], .npy, or 'coords'",
@@ -156,6 +158,7 @@ def run_score(cfg) -> int:
     from generator.directions.score import DirectionScorer, FitSettings, score_directions
     from generator.directions.sheets import sheet_png
     from generator.gans import load_gan
+    from generator.gans.base import check_prior
     from segcore.device import resolve_device
 
     _check(cfg.shift > 0, f"--shift must be > 0, got {cfg.shift}")
@@ -170,6 +173,7 @@ def run_score(cfg) -> int:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     backend = load_gan(cfg.gan, cfg.weights, device)
+    check_prior(backend, cfg.truncation)
     dirs = load_directions(cfg.directions, backend.latent_dim)
     print(
         f"scoring {dirs.shape[0]} directions of GAN {backend.name!r} (latent {backend.latent_dim},"
@@ -186,6 +190,7 @@ def run_score(cfg) -> int:
         init_bias=cfg.init_bias,
         gen_batch=cfg.gen_batch,
         seed=cfg.seed,
+        truncation=cfg.truncation,
     )
     out = cfg.out
     known = _score_resume_state(cfg, dirs, backend.latent_dim)

@@ -27,6 +27,7 @@ class ScoreConfig:
     gen_batch: int = 32
     seed: int = 0
     device: str = "auto"
+    truncation: float = 1.0  # psi of the GAN's prior mapping (StyleGAN2: toward mean w); 1: none
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class DiscoverConfig:
     log_every: int = 50
     seed: int = 0
     device: str = "auto"
+    truncation: float = 1.0  # psi of the GAN's prior mapping (StyleGAN2: toward mean w); 1: none
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class OptimizeConfig:
     init: str | None = None  # a direction file to start from (else random)
     seed: int = 0
     device: str = "auto"
+    truncation: float = 1.0  # psi of the GAN's prior mapping (StyleGAN2: toward mean w); 1: none
     # the final operator fit / scoring of the found direction (Appendix B settings)
     fit_steps: int = 200
     eval_batch: int = 16

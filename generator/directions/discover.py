@@ -24,6 +24,7 @@ from generator.directions.backend import freeze, require_differentiable
 from generator.directions.config import DiscoverConfig
 from generator.directions.deformator import OrthogonalDeformator
 from generator.directions.reconstructor import Reconstructor
+from generator.gans.base import check_prior, map_prior
 from segcore import __version__, storage
 from segcore import config as cfgio
 from segcore.cli import UsageError
@@ -51,6 +52,7 @@ def sample_step(cfg: DiscoverConfig, step: int, latent_dim: int):
 
 def validate(cfg: DiscoverConfig, backend) -> None:
     require_differentiable(backend, "discover")
+    check_prior(backend, cfg.truncation)
     d = backend.latent_dim
     if not 1 <= cfg.k <= d:
         raise UsageError(
@@ -151,6 +153,7 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
         code = torch.zeros(cfg.batch, cfg.k, device=device)
         code[torch.arange(cfg.batch, device=device), k] = eps
         with torch.no_grad():
+            z = map_prior(backend, z, cfg.truncation)  # the backend's latents (W for StyleGAN2)
             x = backend.generate(z)
         y = backend.generate(z + deformator(code))
         logits, eps_pred = reconstructor(x.float(), y.float())

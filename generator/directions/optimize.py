@@ -34,6 +34,7 @@ from generator.directions.operators import (
     separation,
 )
 from generator.directions.score import DirectionScorer, FitSettings
+from generator.gans.base import check_prior, map_prior
 from segcore import config as cfgio
 from segcore import storage
 from segcore.cli import UsageError
@@ -42,6 +43,7 @@ from segcore.progress import progress_bar
 
 def validate(cfg: OptimizeConfig, backend) -> None:
     require_differentiable(backend, "optimize")
+    check_prior(backend, cfg.truncation)
     for name in ("steps", "batch", "restarts", "fit_steps", "eval_batch", "sheet_images"):
         if getattr(cfg, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
@@ -76,6 +78,7 @@ def _one_run(backend, cfg: OptimizeConfig, v0: torch.Tensor, restart: int, progr
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + restart) * 1_000_003 + step)
         z = torch.randn(cfg.batch, backend.latent_dim, generator=gen).to(device)
         with torch.no_grad():
+            z = map_prior(backend, z, cfg.truncation)  # the backend's latents (W for StyleGAN2)
             x = backend.generate(z).float()
         h = v / v.norm()
         y = backend.generate(z + cfg.shift * h[None]).float()
@@ -124,6 +127,7 @@ def optimize_direction(backend, cfg: OptimizeConfig, *, init=None, progress: boo
             steps=cfg.fit_steps,
             eval_batch=max(cfg.eval_batch, cfg.sheet_images),
             seed=cfg.seed,
+            truncation=cfg.truncation,
         ),
     )
     runs = []

@@ -30,6 +30,7 @@ from generator.directions.operators import (
     restoration_loss,
     separation,
 )
+from generator.gans.base import map_prior
 from generator.masks import gray
 from segcore.progress import progress_bar
 
@@ -50,6 +51,7 @@ class FitSettings:
     init_bias: float = 0.1
     gen_batch: int = 32  # images per generator call
     seed: int = 0
+    truncation: float = 1.0  # psi of the backend's prior mapping (generator.gans.base)
 
 
 def _generate(backend, z: torch.Tensor, gen_batch: int) -> torch.Tensor:
@@ -92,8 +94,12 @@ class DirectionScorer:
         gen = torch.Generator().manual_seed(settings.seed)
         d = backend.latent_dim
         n_fit = settings.pool_size or settings.steps * settings.batch
-        self.z_fit = sample_z(n_fit, d, gen, self.device)
-        self.z_eval = sample_z(settings.eval_batch, d, gen, self.device)
+        # the backend's latents of prior draws (W for StyleGAN2): directions act on these
+        with torch.no_grad():
+            z_fit = sample_z(n_fit, d, gen, self.device)
+            self.z_fit = map_prior(backend, z_fit, settings.truncation)
+            z_eval = sample_z(settings.eval_batch, d, gen, self.device)
+            self.z_eval = map_prior(backend, z_eval, settings.truncation)
         if settings.pool_size:
             self.batch_idx = [
                 torch.randint(n_fit, (settings.batch,), generator=gen)

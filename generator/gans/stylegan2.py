@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import io
-import sys
 
 import torch
 
@@ -39,7 +38,6 @@ from segcore.cli import UsageError
 KNOWN_KEYS = ("g_ema", "latent_avg", "g", "d", "g_optim", "d_optim", "args", "ada_aug_p")
 W_AVG_SAMPLES = 4096  # as the port's generate.py --truncation_mean
 W_AVG_SEED = 0
-PAPER_RESOLUTION, PAPER_MULTIPLIER = 256, 2  # LSUN-Church config-f
 
 
 def read_checkpoint(path: str) -> dict:
@@ -148,6 +146,8 @@ class StyleGAN2Backend:
             if latent_avg is not None
             else f"mean mapping of {W_AVG_SAMPLES} z ~ N(0, I), torch seed {W_AVG_SEED}, on CPU"
         )
+        # what was loaded, in one line (the paper's LSUN-Church model: 256 px, multiplier 2)
+        self.description = f"{describe(self.config)}; w_avg: {self.w_avg_source}"
 
     @property
     def device(self) -> torch.device:
@@ -223,14 +223,4 @@ def build(weights: str | None = None, device="cpu") -> StyleGAN2Backend:
             "(e.g. stylegan2-church-config-f.pt, converted by its convert_weight.py)"
         )
     model, latent_avg = load(weights)
-    backend = StyleGAN2Backend(model, device, latent_avg)
-    c = model.config
-    if (c.resolution, c.channel_multiplier) != (PAPER_RESOLUTION, PAPER_MULTIPLIER):
-        note = " (the paper's LSUN-Church model is 256 px, channel multiplier 2)"
-    else:
-        note = ""
-    print(
-        f"stylegan2: {describe(c)}{note}; w_avg: {backend.w_avg_source}",
-        file=sys.stderr,
-    )
-    return backend
+    return StyleGAN2Backend(model, device, latent_avg)
