@@ -23,6 +23,23 @@ from torch.utils.flop_counter import FlopCounterMode
 CASES: dict[str, Callable] = {}
 
 
+def u2net_case(variant: str) -> Callable:
+    """--mask labeler: U2NET ("u2net") or U2NETP ("u2netp") with random weights in the release
+    layout, on the protocol's 320x320 input (one labelled image per mask)."""
+
+    def build(device: torch.device):
+        from generator.labelers.u2net import random_model
+
+        model = random_model(variant).to(device)
+        x = torch.randn(8, 3, 320, 320, generator=torch.Generator().manual_seed(0)).to(device)
+        return model, lambda n: model(x[:n])
+
+    return build
+
+
+CASES.update(u2net=u2net_case("u2net"), u2netp=u2net_case("u2netp"))
+
+
 def count(name: str, device: torch.device, rate: bool) -> dict:
     module, forward = CASES[name](device)
     params = sum(p.numel() for p in module.parameters())

@@ -40,6 +40,9 @@ _CONFIG_HELP = {
     "png_compression": "PNG compression level of the masks (0..9)",
     "truncation": "psi of the GAN's prior mapping, in (0, 1] (stylegan2: w_avg + psi (w - "
     "w_avg)); 1: none",
+    "labeler": "--mask labeler: the SUPERVISED saliency model whose masks replace the latent "
+    "shift's (Table 6; the run is then not unsupervised; none: u2net)",
+    "labeler_weights": "--mask labeler: the labeler's checkpoint (u2net.pth or u2netp.pth)",
 }
 _RAY_HELP = {
     "workers": "Ray actors (none: one per GPU, else one per --cpus-per-worker CPUs)",
@@ -59,9 +62,11 @@ _SAMPLE_OPTIONS = (
     "jpeg_quality", "png_compression",
 )  # fmt: skip
 _SAMPLE_OPTIONS += ("truncation",)
+_SAMPLE_OPTIONS += ("labeler", "labeler_weights")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from generator import labelers
     from generator.config import GeneratorConfig
     from generator.filters import FILTERS
     from generator.gans import available
@@ -76,9 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gan": f"one of: {', '.join(available())}, or package.module:factory",
         "filters": f"filters to apply, from {','.join(FILTERS)}, or '{NO_FILTERS}'",
     }
-    options.add_options(
-        what, GeneratorConfig, only=list(_CONFIG_HELP), help=helps, choices={"connectivity": (4, 8)}
-    )
+    choices = {"connectivity": (4, 8), "labeler": labelers.available()}
+    options.add_options(what, GeneratorConfig, only=list(_CONFIG_HELP), help=helps, choices=choices)
     what.add_argument(
         "--direction",
         default=None,
@@ -93,11 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--mask",
-        choices=(MASK_AUTO, *MASKS),
+        choices=(MASK_AUTO, *MASKS, labelers.LABELER_MASK),
         default=MASK_AUTO,
         help=f"{MASK_AUTO}: 'affine' (Appendix B) when the direction file carries fitted "
-        "operators (written by 'directions score --pick'), else 'lighter' (the paper's rule) "
-        "(default: %(default)s)",
+        "operators (written by 'directions score --pick'), else 'lighter' (the paper's rule); "
+        f"'{labelers.LABELER_MASK}': masks from --labeler on G(z), a SUPERVISED model "
+        "(docs/labelers.md) (default: %(default)s)",
     )
     where = p.add_argument_group("where and how it runs")
     where.add_argument(

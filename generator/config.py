@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from generator.filters import FILTERS, FilterSettings
 from generator.gans import DEFAULT_GAN
+from generator.labelers import LABELER_MASK
 from generator.masks import MASKS
 from segcore.config import config_hash
 
@@ -24,6 +25,9 @@ HASH_EXCLUDE = ("shards", "direction_file", "latents")
 # (neutral by definition) has the same hash as a config with it left at its neutral value
 HASH_ONLY_WHEN_SET = {"min_fraction": 0.0}
 HASH_ONLY_WHEN_SET["truncation"] = 1.0
+# --mask labeler: the labeler file's content counts (labeler_sha256), not its path
+HASH_EXCLUDE += ("labeler_weights",)
+HASH_ONLY_WHEN_SET.update(labeler=None, labeler_sha256=None)
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,20 @@ class GeneratorConfig:
     max_draws_per_sample: int = 50  # a shard fails if it needs more draws than this x its size
     # psi of the backend's prior mapping (StyleGAN2: w_avg + psi (w - w_avg)); 1: none
     truncation: float = 1.0
+    # --mask labeler (generator/labelers): masks from a supervised saliency model on G(z)
+    labeler: str | None = None
+    labeler_weights: str | None = None  # where the labeler was read from (info only)
+    labeler_sha256: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "min_fraction", self.min_fraction + 0.0)  # -0.0 -> 0.0
         checks = [
             (self.shards >= 1, f"--shards must be >= 1, got {self.shards}"),
             (self.samples_per_shard >= 1, "--samples-per-shard must be >= 1"),
-            (self.mask in MASKS, f"unknown mask {self.mask!r}; choose {', '.join(MASKS)}"),
+            (
+                self.mask in (*MASKS, LABELER_MASK),
+                f"unknown mask {self.mask!r}; choose {', '.join((*MASKS, LABELER_MASK))}",
+            ),
             (
                 set(self.filters) <= set(FILTERS),
                 f"unknown filter in {list(self.filters)}; choose from {', '.join(FILTERS)} or none",
@@ -91,6 +102,15 @@ class GeneratorConfig:
             (
                 self.mask != "affine" or self.operators is not None,
                 "--mask affine needs a direction file with fitted operators",
+            ),
+            (
+                (self.mask == LABELER_MASK) == (self.labeler is not None),
+                f"--mask {LABELER_MASK} and --labeler go together",
+            ),
+            (
+                self.mask != LABELER_MASK or "histogram" not in self.filters,
+                "the histogram filter judges the shifted image, which --mask labeler does not "
+                "render; leave it out of --filters",
             ),
         ]
         for ok, message in checks:

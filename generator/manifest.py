@@ -149,7 +149,9 @@ def _differences(old: dict, config) -> list[str]:
 
 
 def _config_blob(config) -> bytes:
-    return dump_json(config, config_hash=config.hash, software="gan-objseg").encode()
+    # --mask labeler: the masks come from a supervised model; said at the top of config.json
+    supervised = {"supervised_masks": True} if getattr(config, "labeler", None) else {}
+    return dump_json(config, config_hash=config.hash, software="gan-objseg", **supervised).encode()
 
 
 def make_record(

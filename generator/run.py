@@ -66,17 +66,31 @@ def resolve_config(
     """-> (GeneratorConfig, embeddings array or None). UsageError on any bad input."""
     from generator.gans import load_gan
     from generator.gans.base import check_prior
+    from generator.labelers import labeler_options
     from generator.latents import PRIOR, load_embeddings
 
     if shards < 1:
         raise UsageError(f"--shards must be >= 1, got {shards}")
     gan = load_gan(gan_name, weights, "cpu")
     check_prior(gan, options.get("truncation", 1.0))  # a truncation needs a prior mapping
-    direction = resolve_direction(gan, direction_file)
+    # --mask labeler (generator/labelers): masks from a saliency model on G(z), no direction
+    labeled = labeler_options(options, direction_file=direction_file, shift=shift)
+    if not labeled:
+        direction = resolve_direction(gan, direction_file)
     embeddings = sha = None
     if latents != PRIOR:
         embeddings = load_embeddings(latents, gan.latent_dim)
         sha = hashlib.sha256(embeddings.tobytes()).hexdigest()
+    if labeled:  # no G(z + r h) is rendered: no direction, shift 0
+        fields = {**options, **labeled}
+        try:
+            config = GeneratorConfig(
+                shards=shards, gan=gan_name, weights=weights, direction=(), shift=0.0,
+                latents=str(latents), latents_sha256=sha, **fields,
+            )  # fmt: skip
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+        return config, embeddings
     shift = float(shift if shift is not None else (direction.shift or DEFAULT_SHIFT))
     if not math.isfinite(shift) or shift <= 0:
         # z + r h with r <= 0 moves away from the lighter object (section 3.1): masks empty

@@ -80,6 +80,14 @@ class ShardMaker:
             else None
         )
         self.filters = config.filter_settings()
+        # --mask labeler: the masks come from a saliency model on G(z), on the GAN's device
+        self.labeler = None
+        if config.labeler is not None:
+            from generator.labelers import load_labeler
+
+            self.labeler = load_labeler(
+                config.labeler, config.labeler_weights, self.device, config.labeler_sha256
+            )
         self.cpus_per_worker = max(1, int(cpus_per_worker))
         # a store outage: the finished shard's bytes stay in memory and only the upload is
         # retried for this many seconds (no GAN work is redone for it)
@@ -93,6 +101,8 @@ class ShardMaker:
 
     def _masks(self, img: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
         cfg = self.config
+        if self.labeler is not None:
+            return self.labeler.masks(img)
         if self.device.type == "cpu" and cfg.mask == "lighter":
             # elementwise: the same values in chunks that stay in the CPU's cache
             return torch.cat(
@@ -106,7 +116,7 @@ class ShardMaker:
     def _stage(self, out: torch.Tensor, need: int):
         """One rendered batch -> (reason [n] int8 numpy, kept positions (at most `need`),
         their uint8 images as RGB views [K, H, W, 3], their masks bool [K, H, W])."""
-        n = len(out) // 2
+        n = len(out) // 2 if self.labeler is None else len(out)  # labeler: G(z) only
         img, shifted = out[:n], out[n:]
         t0 = time.perf_counter()
         mask = self._masks(img, shifted)
@@ -206,7 +216,8 @@ class ShardMaker:
                         z = map_prior(self.gan, z, cfg.truncation)
                     t1 = time.perf_counter()
                     # G(z) and G(z + r h) in ONE batched forward (eval mode: no batch dependence)
-                    out = self.gan.generate(torch.cat([z, z + self.delta]))
+                    batch = z if self.labeler is not None else torch.cat([z, z + self.delta])
+                    out = self.gan.generate(batch)
                     t2 = time.perf_counter()
                 self.timers.add("latents", t1 - t0)
                 self.timers.add("generator", t2 - t1)
@@ -306,6 +317,7 @@ class ShardMaker:
                 "histogram": (passed_size - rejected["histogram"]) / max(passed_size, 1),
             },
             seconds=round(t3 - t0, 3),
+            **({"supervised_masks": True} if self.labeler is not None else {}),
         )
         write_record(out, record, self.upload_deadline)
         return record
