@@ -52,12 +52,24 @@ class ShardLatents:
         embeddings: np.ndarray | None = None,
         alpha: float = 0.2,
     ):
-        index_seq, noise_seq = np.random.SeedSequence([seed, shard]).spawn(2)
+        # spawn(3) gives the same first two children as spawn(2): the index and noise streams
+        # (and so every unconditional shard) are unchanged by the class stream, child 2
+        index_seq, noise_seq, class_seq = np.random.SeedSequence([seed, shard]).spawn(3)
         self._index_rng = np.random.Generator(np.random.PCG64(index_seq))
         self._noise_rng = np.random.Generator(np.random.PCG64(noise_seq))
+        self._class_rng = np.random.Generator(np.random.PCG64(class_seq))
         self.latent_dim = latent_dim
         self.embeddings = embeddings
         self.alpha = float(alpha)
+
+    def draw_labels(
+        self, n: int, num_classes: int, classes: tuple[int, ...] | None = None
+    ) -> np.ndarray:
+        """The classes of the next n samples of a conditional GAN (int64 [n]), from the shard's
+        own class stream: uniform over `classes` (None: all num_classes), batch-size free."""
+        from generator.classes import draw_labels
+
+        return draw_labels(self._class_rng, n, num_classes, classes)
 
     def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         xi = self._noise_rng.standard_normal((n, self.latent_dim), dtype=np.float32)

@@ -35,3 +35,33 @@ def freeze(backend) -> None:
 def sample_z(n: int, latent_dim: int, gen: torch.Generator, device) -> torch.Tensor:
     """z ~ N(0, I) drawn on the CPU from `gen` (same numbers on every device), then moved."""
     return torch.randn(n, latent_dim, generator=gen).to(device)
+
+
+# appended to each key of `sample_labels`, so class draws are a stream of their own
+_LABEL_SALT = 0x636C6173
+
+
+def backend_classes(backend, spec: str | None) -> tuple[int, ...] | None:
+    """`--classes SPEC` parsed for `backend` (generator/classes.py); UsageError when SPEC is
+    given for an unconditional backend or names a class it does not have."""
+    from generator.classes import parse_classes
+    from generator.gans.base import num_classes
+
+    return parse_classes(spec, num_classes(backend))
+
+
+def sample_labels(backend, classes, n: int, key: tuple[int, ...], device) -> torch.Tensor | None:
+    """The classes of n samples of a class-conditional backend (LongTensor [n] on `device`),
+    uniform over `classes` (None: all), drawn as the generator draws them
+    (generator.classes.draw_labels) from numpy's SeedSequence([*key, salt]): a stream apart
+    from the z draws, which stay as they are. None, drawing nothing, for an unconditional one."""
+    import numpy as np
+
+    from generator.classes import draw_labels
+    from generator.gans.base import num_classes
+
+    k = num_classes(backend)
+    if not k:
+        return None
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([*key, _LABEL_SALT])))
+    return torch.from_numpy(draw_labels(rng, n, k, classes)).to(device)

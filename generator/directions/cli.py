@@ -26,6 +26,8 @@ _COMMON_HELP = {
     "seed": "seed of every random draw",
     "truncation": "psi in (0, 1] of the GAN's prior mapping (stylegan2: z -> w, then w_avg + "
     "psi (w - w_avg)); 1: none",
+    "classes": "a class-conditional GAN (biggan): classes the samples' classes are drawn from, "
+    "uniformly: ids and ranges such as '1,5,10-20', or a file of them (none: all)",
 }
 _SCORE_HELP = {
     "directions": "dirs.pt [K,d], .npy, or 'coords'",
@@ -152,6 +154,7 @@ def _sha(dirs) -> str:
 def run_score(cfg) -> int:
     import torch
 
+    from generator.directions.backend import backend_classes
     from generator.directions.loading import load_directions
     from generator.directions.operators import AffinePair
     from generator.directions.pick import pick_direction, write_direction_file
@@ -191,6 +194,7 @@ def run_score(cfg) -> int:
         gen_batch=cfg.gen_batch,
         seed=cfg.seed,
         truncation=cfg.truncation,
+        classes=backend_classes(backend, cfg.classes),  # a conditional GAN's --classes
     )
     out = cfg.out
     known = _score_resume_state(cfg, dirs, backend.latent_dim)

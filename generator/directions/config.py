@@ -28,6 +28,7 @@ class ScoreConfig:
     seed: int = 0
     device: str = "auto"
     truncation: float = 1.0  # psi of the GAN's prior mapping (StyleGAN2: toward mean w); 1: none
+    classes: str | None = None  # a conditional GAN's --classes SPEC (generator/classes.py)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class DiscoverConfig:
     seed: int = 0
     device: str = "auto"
     truncation: float = 1.0  # psi of the GAN's prior mapping (StyleGAN2: toward mean w); 1: none
+    classes: str | None = None  # a conditional GAN's --classes SPEC (generator/classes.py)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class OptimizeConfig:
     seed: int = 0
     device: str = "auto"
     truncation: float = 1.0  # psi of the GAN's prior mapping (StyleGAN2: toward mean w); 1: none
+    classes: str | None = None  # a conditional GAN's --classes SPEC (generator/classes.py)
     # the final operator fit / scoring of the found direction (Appendix B settings)
     fit_steps: int = 200
     eval_batch: int = 16

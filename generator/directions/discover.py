@@ -20,11 +20,16 @@ import sys
 import torch
 from torch.nn import functional as F
 
-from generator.directions.backend import freeze, require_differentiable
+from generator.directions.backend import (
+    backend_classes,
+    freeze,
+    require_differentiable,
+    sample_labels,
+)
 from generator.directions.config import DiscoverConfig
 from generator.directions.deformator import OrthogonalDeformator
 from generator.directions.reconstructor import Reconstructor
-from generator.gans.base import check_prior, map_prior
+from generator.gans.base import check_prior, generate_images, map_prior
 from segcore import __version__, storage
 from segcore import config as cfgio
 from segcore.cli import UsageError
@@ -84,6 +89,7 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
     an error (so a finished run is never overwritten by accident).
     """
     validate(cfg, backend)
+    classes = backend_classes(backend, cfg.classes)  # a conditional GAN's --classes
     freeze(backend)
     device = backend.device
     torch.manual_seed(cfg.seed)
@@ -152,10 +158,12 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
         z, k, eps = z.to(device), k.to(device), eps.to(device)
         code = torch.zeros(cfg.batch, cfg.k, device=device)
         code[torch.arange(cfg.batch, device=device), k] = eps
+        # a conditional GAN: each sample's class, the same for G(z) and G(z + shift)
+        labels = sample_labels(backend, classes, cfg.batch, (cfg.seed, step), device)
         with torch.no_grad():
             z = map_prior(backend, z, cfg.truncation)  # the backend's latents (W for StyleGAN2)
-            x = backend.generate(z)
-        y = backend.generate(z + deformator(code))
+            x = generate_images(backend, z, labels)
+        y = generate_images(backend, z + deformator(code), labels)
         logits, eps_pred = reconstructor(x.float(), y.float())
         loss_k = F.cross_entropy(logits, k)
         loss_eps = (eps_pred - eps).abs().mean()

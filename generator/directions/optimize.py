@@ -25,7 +25,12 @@ import sys
 
 import torch
 
-from generator.directions.backend import freeze, require_differentiable
+from generator.directions.backend import (
+    backend_classes,
+    freeze,
+    require_differentiable,
+    sample_labels,
+)
 from generator.directions.config import OptimizeConfig
 from generator.directions.operators import (
     AffinePair,
@@ -34,7 +39,7 @@ from generator.directions.operators import (
     separation,
 )
 from generator.directions.score import DirectionScorer, FitSettings
-from generator.gans.base import check_prior, map_prior
+from generator.gans.base import check_prior, generate_images, map_prior
 from segcore import config as cfgio
 from segcore import storage
 from segcore.cli import UsageError
@@ -66,7 +71,9 @@ def area_penalty(err: torch.Tensor, cfg: OptimizeConfig) -> torch.Tensor:
     return (low.pow(2) + high.pow(2)).mean()
 
 
-def _one_run(backend, cfg: OptimizeConfig, v0: torch.Tensor, restart: int, progress: bool):
+def _one_run(
+    backend, cfg: OptimizeConfig, v0: torch.Tensor, restart: int, progress: bool, classes=None
+):
     device = backend.device
     v = torch.nn.Parameter(v0.clone().to(device))
     pair = AffinePair().to(device)
@@ -77,11 +84,13 @@ def _one_run(backend, cfg: OptimizeConfig, v0: torch.Tensor, restart: int, progr
     for step in bar:
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + restart) * 1_000_003 + step)
         z = torch.randn(cfg.batch, backend.latent_dim, generator=gen).to(device)
+        # a conditional GAN: each sample's class, the same for G(z) and G(z + shift)
+        labels = sample_labels(backend, classes, cfg.batch, (cfg.seed, restart, step), device)
         with torch.no_grad():
             z = map_prior(backend, z, cfg.truncation)  # the backend's latents (W for StyleGAN2)
-            x = backend.generate(z).float()
+            x = generate_images(backend, z, labels).float()
         h = v / v.norm()
-        y = backend.generate(z + cfg.shift * h[None]).float()
+        y = generate_images(backend, z + cfg.shift * h[None], labels).float()
         pred = pair(x)
         err = pixel_errors(pred, y)
         lh, dh, area = restoration_loss(err), separation(pred), area_penalty(err, cfg)
@@ -111,6 +120,7 @@ def _one_run(backend, cfg: OptimizeConfig, v0: torch.Tensor, restart: int, progr
 def optimize_direction(backend, cfg: OptimizeConfig, *, init=None, progress: bool = True):
     """Returns (best unit direction [d] on CPU (unsigned), scorer, report dict)."""
     validate(cfg, backend)
+    classes = backend_classes(backend, cfg.classes)  # a conditional GAN's --classes
     freeze(backend)
     d = backend.latent_dim
     starts = []
@@ -128,11 +138,12 @@ def optimize_direction(backend, cfg: OptimizeConfig, *, init=None, progress: boo
             eval_batch=max(cfg.eval_batch, cfg.sheet_images),
             seed=cfg.seed,
             truncation=cfg.truncation,
+            classes=classes,
         ),
     )
     runs = []
     for r, v0 in enumerate(starts):
-        h, trace = _one_run(backend, cfg, v0 / v0.norm(), r, progress)
+        h, trace = _one_run(backend, cfg, v0 / v0.norm(), r, progress, classes)
         pair, stats = scorer.score(h)
         stats = {k: v for k, v in stats.items() if not k.startswith("_")}
         objective = stats["restoration_loss"] - cfg.sep_weight * stats["separation"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from generator.directions.backend import sample_z
+from generator.directions.backend import sample_labels, sample_z
 from generator.directions.operators import (
     AffinePair,
     approximation,
@@ -30,7 +30,7 @@ from generator.directions.operators import (
     restoration_loss,
     separation,
 )
-from generator.gans.base import map_prior
+from generator.gans.base import generate_images, map_prior
 from generator.masks import gray
 from segcore.progress import progress_bar
 
@@ -52,11 +52,16 @@ class FitSettings:
     gen_batch: int = 32  # images per generator call
     seed: int = 0
     truncation: float = 1.0  # psi of the backend's prior mapping (generator.gans.base)
+    classes: tuple[int, ...] | None = None  # a conditional GAN's parsed --classes (None: all)
 
 
-def _generate(backend, z: torch.Tensor, gen_batch: int) -> torch.Tensor:
+def _generate(backend, z: torch.Tensor, gen_batch: int, labels=None) -> torch.Tensor:
+    """G(z) in chunks of gen_batch; `labels` [N]: the classes of a conditional GAN's samples."""
+    zs = z.split(gen_batch)
+    parts = [None] * len(zs) if labels is None else labels.split(gen_batch)
     with torch.no_grad():
-        return torch.cat([backend.generate(c) for c in z.split(gen_batch)]).float()
+        chunks = [generate_images(backend, c, y) for c, y in zip(zs, parts, strict=True)]
+        return torch.cat(chunks).float()
 
 
 def border_mask(h: int, w: int, device) -> torch.Tensor:
@@ -110,15 +115,20 @@ class DirectionScorer:
                 torch.arange(i * settings.batch, (i + 1) * settings.batch)
                 for i in range(settings.steps)
             ]
-        self.x_fit = _generate(backend, self.z_fit, settings.gen_batch)
-        self.x_eval = _generate(backend, self.z_eval, settings.gen_batch)
+        # a conditional GAN: each z's class (None otherwise), from a stream of its own
+        self.labels_fit = sample_labels(backend, settings.classes, n_fit, (settings.seed, 0),
+                                        self.device)  # fmt: skip
+        self.labels_eval = sample_labels(backend, settings.classes, settings.eval_batch,
+                                         (settings.seed, 1), self.device)  # fmt: skip
+        self.x_fit = _generate(backend, self.z_fit, settings.gen_batch, self.labels_fit)
+        self.x_eval = _generate(backend, self.z_eval, settings.gen_batch, self.labels_eval)
 
-    def shifted(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def shifted(self, h: torch.Tensor, z: torch.Tensor, labels=None) -> torch.Tensor:
         h = h.to(self.device, torch.float32)
-        return _generate(self.backend, z + self.s.shift * h[None], self.s.gen_batch)
+        return _generate(self.backend, z + self.s.shift * h[None], self.s.gen_batch, labels)
 
     def fit(self, h: torch.Tensor) -> AffinePair:
-        y_fit = self.shifted(h, self.z_fit)
+        y_fit = self.shifted(h, self.z_fit, self.labels_fit)
 
         def batches(step):
             idx = self.batch_idx[step].to(self.device)
@@ -141,7 +151,8 @@ class DirectionScorer:
         With `tensors`, the images for a sheet come back under "_tensors" (not JSON).
         """
         x = self.x_eval[:n]
-        y = self.shifted(h, self.z_eval[:n])
+        labels = None if self.labels_eval is None else self.labels_eval[:n]
+        y = self.shifted(h, self.z_eval[:n], labels)
         with torch.no_grad():
             pred = pair(x)
             err = pixel_errors(pred, y)

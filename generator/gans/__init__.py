@@ -18,6 +18,7 @@ _REGISTRY: dict[str, str] = {
     "random": "generator.gans.random_dcgan:build",
     "bigbigan": "generator.gans.bigbigan_torch:build",
     "bigbigan-hub": "generator.gans.bigbigan_hub:build",
+    "biggan": "generator.gans.biggan:build",
     "stylegan2": "generator.gans.stylegan2:build",
     "toyworld": "generator.gans.toyworld:build",
 }

@@ -19,6 +19,10 @@ A backend is an object with:
                                     G(z) and G(z + r h); absent = identity, z = xi. StyleGAN2
                                     maps to W (mapping network, then truncation toward the mean
                                     w for truncation < 1), so its directions live in W.
+    num_classes: int                OPTIONAL: > 0 for a class-conditional GAN (absent or 0:
+                                    unconditional). Its generate takes the class of each
+                                    sample, generate(z, labels: LongTensor[N]); callers go
+                                    through `generate_images`, which passes labels only then.
 
 `generate` is deterministic for a given z (eval-mode BN, no noise), so G(z) and G(z + r h)
 may be computed in one batch. Tensors are torch on `device`; backends that run elsewhere
@@ -74,3 +78,20 @@ def map_prior(backend, xi, truncation: float = 1.0):
         check_prior(backend, truncation)
         return xi
     return mapping(xi, truncation)
+
+
+def num_classes(backend) -> int:
+    """The backend's class count: > 0 for a class-conditional GAN, 0 for an unconditional one."""
+    return int(getattr(backend, "num_classes", 0) or 0)
+
+
+def generate_images(backend, z, labels=None):
+    """G(z) for any backend: `generate(z, labels)` for a conditional one (labels LongTensor [N]),
+    `generate(z)` otherwise (labels must then be None)."""
+    if num_classes(backend):
+        if labels is None:
+            raise ValueError(f"GAN {backend.name!r} is class-conditional: it needs labels")
+        return backend.generate(z, labels)
+    if labels is not None:
+        raise ValueError(f"GAN {backend.name!r} is unconditional: it takes no labels")
+    return backend.generate(z)
