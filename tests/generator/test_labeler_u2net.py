@@ -58,6 +58,7 @@ def test_key_names_and_shapes_of_the_release_layout(full_state):
     assert "stage5.rebnconv5.conv_s1.weight" not in full_state  # RSU-4F has 4
 
 
+@pytest.mark.slow
 def test_the_model_is_read_from_the_shapes(full_state, small_file):
     assert variant_of(full_state, "f") == "u2net"
     model = load_model(str(small_file))
@@ -134,6 +135,7 @@ def test_batchnorm_step_counters_are_optional(tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in lean.items())
 
 
+@pytest.mark.slow
 def test_outputs_shapes_range_determinism_and_batch_independence():
     torch.manual_seed(0)
     model = random_model("u2netp", seed=5)
