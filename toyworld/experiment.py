@@ -27,7 +27,7 @@ from pathlib import Path
 
 from segcore import options
 from segcore.cli import run_cli
-from toyworld import report
+from toyworld import experiment_adapt, report
 from toyworld.experiment_steps import (
     Clock,
     Generation,
@@ -85,6 +85,23 @@ class ExperimentConfig:
     nproc: int = field(default=2, metadata=_help("trainer processes (torchrun)"))
     workers: int = field(default=2, metadata=_help("generator workers (Ray actors)"))
     log_every: int = field(default=50, metadata=_help("trainer log interval, in steps"))
+    self_train: bool = field(
+        default=True,
+        metadata=_help(
+            "continue the U-Net with self-training on unlabelled images (docs/self-training.md) "
+            "and report both U-Nets"
+        ),
+    )
+    adapt_images: str | None = field(
+        default=None,
+        metadata=_help(
+            "self-training images (none: --adapt-targets unlabelled world training scenes); "
+            "refused when they include an evaluation image"
+        ),
+    )
+    adapt_targets: int = field(
+        default=2000, metadata=_help("unlabelled world training scenes to self-train on")
+    )
     horses: str | None = field(
         default=None,
         metadata=_help(
@@ -139,6 +156,7 @@ def run(cfg: ExperimentConfig, out: Path, prog: str = PROG) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     stamp(f"1/6 {cfg.test} held-out world scenes with true masks -> {out / 'world_test'}")
     test = world_scenes(out / "world_test", cfg.test)
+    targets = experiment_adapt.demo_targets(cfg, out, test)  # before any work: may refuse
     latents = None
     if cfg.latents == "embeddings":
         stamp(
@@ -158,6 +176,8 @@ def run(cfg: ExperimentConfig, out: Path, prog: str = PROG) -> dict:
         evaluate(unet, Path(cfg.horses), out / "eval" / "weizmann_horse", "Weizmann horse (real)")
     elif cfg.horses:
         print(f"{prog}: {cfg.horses} not found; skipping the horse evaluation", file=sys.stderr)
+    if targets is not None:
+        experiment_adapt.demo_self_training(cfg, out, test, unet, targets, stamp)
     stamp("6/6 report")
     result = report.assemble(out)
     for line in report.summary_lines(result):

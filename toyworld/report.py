@@ -5,6 +5,9 @@
 Reads every finished eval report under OUT/eval/<set>/metrics.json (written by
 `python -m eval saliency`) and writes, per set, the headline metrics, and what made the shards
 (OUT/shards/config.json: latents, alpha, mask rule, mask-size lower bound, counts; no paths).
+When the experiment self-trained (OUT/unet_self), the sets scored with the self-trained U-Net
+(<set>_self_trained) are rows of their own beside the synthetic U-Net's, and the report states
+the self-training settings (OUT/unet_self/config.json; no paths).
 Light: no torch import.
 """
 
@@ -50,6 +53,21 @@ def generator_settings(out: Path) -> dict:
     }
 
 
+def self_training_settings(out: Path) -> dict:
+    """The self-training options of OUT/unet_self/config.json (no paths), or {}."""
+    path = out / "unet_self" / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        c = json.loads(path.read_text())["config"]
+        keys = ("adapt_rounds", "adapt_steps", "adapt_margin", "adapt_keep", "adapt_mix")
+        found = {k.removeprefix("adapt_"): c[k] for k in keys}
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: not a self-trained trainer config.json ({e!r})") from e
+    found["synthetic_steps"] = c.get("steps")
+    return found
+
+
 def assemble(out: Path) -> dict:
     sets = {}
     for path in sorted((out / "eval").glob("*/metrics.json")):
@@ -66,6 +84,9 @@ def assemble(out: Path) -> dict:
     gen = generator_settings(out)
     if gen:
         result["generator"] = gen
+    adapted = self_training_settings(out)
+    if adapted:
+        result["self_training"] = adapted
     storage.write_bytes_atomic(
         str(out / "metrics.json"), (json.dumps(result, indent=2) + "\n").encode()
     )
@@ -76,6 +97,15 @@ def assemble(out: Path) -> dict:
             "Synthetic data: "
             + ", ".join(f"{k} {v}" for k, v in gen.items() if v is not None)
             + ".",
+            "",
+        ]
+    if adapted:
+        lines += [
+            "Self-trained rows: the same U-Net continued after its "
+            f"{adapted['synthetic_steps']} synthetic steps for {adapted['rounds']} rounds x "
+            f"{adapted['steps']} steps on unlabelled images it labelled itself (margin "
+            f"{adapted['margin']}, keep {adapted['keep']}, mix {adapted['mix']}; "
+            "docs/self-training.md). No label of those images was read.",
             "",
         ]
     lines += ["| set | images | max F-beta | IoU | accuracy |", "|---|---|---|---|---|"]
