@@ -87,7 +87,7 @@ def run_seed(args, seed: int, targets: Path) -> dict:
         lr_drop_step=LR_DROP, seed=seed, log_every=100,
     )  # fmt: skip
     options = SelfTraining(args.rounds, args.adapt_steps, args.margin, args.keep, args.mix)
-    run = args.root / f"s{seed}" / "self"
+    run = args.root / f"s{seed}" / ("self" if not args.tag else f"self_{args.tag}")
     unet = self_train(
         cfg.training(), base / "a" / "shards", SHARDS, base / "a" / "unet", run / "unet",
         targets, options,
@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, help="also write the JSON here")
     p.add_argument("--signals-only", action="store_true",
                    help="train, print the label-free signals, score nothing")  # fmt: skip
+    p.add_argument(
+        "--tag",
+        help="name of a variant: its runs go to ROOT/sS/self_TAG and its JSON to "
+        "ROOT/world_adapt_TAG.json (the bases (a) and (b) are shared)",
+    )
     p.add_argument("--rounds", type=int, help="--adapt-rounds (none: the trainer's default)")
     p.add_argument("--adapt-steps", type=int, help="--adapt-steps (none: the trainer's)")
     p.add_argument("--margin", type=float, help="--adapt-margin (none: the trainer's)")
@@ -207,7 +212,8 @@ def write_results(args, rows: dict, seeds: list[int]) -> None:
         "summary": summary,
     }
     blob = (json.dumps(doc, indent=2) + "\n").encode()
-    for path in [args.root / "world_adapt.json", *([args.results] if args.results else [])]:
+    name = "world_adapt.json" if not args.tag else f"world_adapt_{args.tag}.json"
+    for path in [args.root / name, *([args.results] if args.results else [])]:
         write_bytes_atomic(str(path), blob)
         print(f"wrote {path}")
 
