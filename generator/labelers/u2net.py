@@ -12,12 +12,14 @@ strict: a missing, unexpected or mis-shaped key is a one-line error naming it. T
 `num_batches_tracked` counters are optional (they only count training steps; whether the
 released files hold them could not be checked here), so a file with or without them loads.
 
-Network: each stage is a residual U-block RSU-L (L = 7, 6, 5, 4: an encoder of L-1 3x3
-conv-BN-ReLU layers with 2x2 max pooling (ceil mode) between the first L-2, a dilation-2 layer
-at the bottom, a decoder that concatenates the encoder's layer and upsamples bilinearly to the
-next size, plus the input layer's output) or RSU-4F (no pooling: dilations 1, 2, 4, 8). Six
-side outputs (3x3 conv to one channel, upsampled to the input size) are fused by a 1x1 conv
-into d0. The protocol (generator/labelers/protocol.py) uses sigmoid(d0) only.
+Network: each stage is a residual U-block RSU-L (L = 7, 6, 5, 4: an input layer, then an
+encoder of L-1 3x3 conv-BN-ReLU layers with a 2x2 max pooling (ceil mode) after each of the
+first L-2, a dilation-2 layer at the bottom, a decoder whose layers take the previous decoder
+output concatenated with the encoder layer of the same size and upsample bilinearly to the next
+size; the block returns the decoder's output plus the input layer's) or RSU-4F (no pooling:
+dilations 1, 2, 4, 8). The stages are joined the same way, with pooling between the six encoder
+stages. Six side outputs (3x3 conv to one channel, upsampled to the input size) are fused by a
+1x1 conv into d0. The protocol (generator/labelers/protocol.py) uses sigmoid(d0) only.
 """
 
 from __future__ import annotations
