@@ -66,6 +66,55 @@ def count(name: str, device: torch.device, rate: bool) -> dict:
     return row
 
 
+def stylegan2_case(device: torch.device):
+    """--gan stylegan2: config-f 256 px (the LSUN-Church model) with random weights in
+    rosinality/stylegan2-pytorch's layout, loaded by the backend from a file; one image is the
+    mapping network (prior -> W) and the synthesis network."""
+    import tempfile
+
+    from generator.gans.stylegan2 import build
+    from generator.gans.stylegan2_model import StyleGAN2Config, random_state_dict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/stylegan2-church-config-f.pt"
+        state = random_state_dict(StyleGAN2Config())
+        torch.save({"g_ema": state, "latent_avg": torch.zeros(512)}, path)
+        gan = build(path, device)
+    xi = torch.randn(8, 512, generator=torch.Generator().manual_seed(0)).to(device)
+    return gan.model, lambda n: gan.generate(gan.map_prior(xi[:n]))
+
+
+CASES["stylegan2-256-f"] = stylegan2_case
+
+
+def biggan_file_case(device: torch.device, conditional: bool):
+    """BigGAN-128 at G_ch 96 with random weights, saved as a plain state dict in ajbrock's
+    layout and loaded by the backend: `--gan biggan` (the ImageNet release, one class per
+    image) or `--gan bigbigan` (the authors' BigBiGAN_x1.pth: every embedding row equal)."""
+    import tempfile
+
+    from generator.gans import bigbigan_torch, biggan
+    from generator.gans.biggan_layers import BigGANGenerator, random_init
+
+    model = BigGANGenerator(biggan.release_config())
+    random_init(model, seed=0)
+    state = model.state_dict()
+    if not conditional:
+        state["shared.weight"] = state["shared.weight"][:1].repeat(1000, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(state, f"{tmp}/G.pth")
+        gan = (biggan if conditional else bigbigan_torch).build(f"{tmp}/G.pth", device)
+    z = torch.randn(8, 120, generator=torch.Generator().manual_seed(0)).to(device)
+    if not conditional:
+        return gan.model, lambda n: gan.generate(z[:n])
+    labels = torch.arange(8, device=device) * 111
+    return gan.model, lambda n: gan.generate(z[:n], labels[:n])
+
+
+CASES["biggan-128"] = lambda device: biggan_file_case(device, conditional=True)
+CASES["bigbigan"] = lambda device: biggan_file_case(device, conditional=False)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", default="", help="comma list of cases (default: all)")
