@@ -3,6 +3,7 @@
 the command line's one-line errors."""
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from generator.config import HASH_EXCLUDE, HASH_ONLY_WHEN_SET, GeneratorConfig
 from generator.gans.stylegan2 import build
 from generator.gans.stylegan2_model import StyleGAN2Config, random_state_dict
 from generator.latents import ShardLatents
+from generator.manifest import open_run
 from generator.masks import make_masks
 from generator.pipeline import to_uint8
 from generator.run import resolve_config
@@ -142,3 +144,13 @@ def test_cli_bad_input_is_one_line_exit_2(weights, tmp_path):
         assert r.returncode == 2, r.stderr
         assert len(lines) == 1 and needle in lines[0], r.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_run_config_records_truncation_and_refuses_another(weights, tmp_path):
+    out = str(tmp_path / "run")
+    cfg = config(weights, truncation=0.6)
+    open_run(out, cfg)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["config"]["truncation"] == 0.6 and saved["config_hash"] == cfg.hash
+    with pytest.raises(UsageError, match=r"truncation: 0\.6 -> 1\.0"):
+        open_run(out, config(weights))
