@@ -27,17 +27,18 @@ class ActorPool:
         self.handles[aid] = handle = self.make()
         self.starting[handle.ready.remote()] = aid
 
-    def replace(self, aid: int) -> None:
+    def replace(self, aid: int) -> bool:
         """Kill actor `aid` (dead, or on a lost node) and create its replacement, which Ray
-        places when the cluster has room for it."""
+        places when the cluster has room for it. -> False if it was already replaced."""
         import ray
 
         if aid not in self.handles:
-            return  # already replaced (its other queued calls fail one by one)
+            return False  # already replaced (its other queued calls fail one by one)
         ray.kill(self.handles.pop(aid), no_restart=True)
         self.load.pop(aid, None)
         self.starting = {r: a for r, a in self.starting.items() if a != aid}
         self.add()
+        return True
 
     def close(self) -> None:
         import ray

@@ -264,7 +264,8 @@ def run_shards(
                 except ray.exceptions.RayActorError as err:
                     if err.actor_init_failed:  # the GAN cannot load: no actor ever will
                         raise GenerationFailed(f"workers could not start: {_short(err)}") from err
-                    pool.replace(aid)  # died before it was ready (its node was lost)
+                    if pool.replace(aid):  # died before it was ready (its node was lost)
+                        print(f"generator: lost a starting worker ({_short(err)})", flush=True)
                 except ray.exceptions.RayError as err:
                     raise GenerationFailed(f"workers could not start: {_short(err)}") from err
                 continue
@@ -283,8 +284,13 @@ def run_shards(
                     continue
                 last_error[shard] = _short(err)
                 avoid[shard] = aid
-                if isinstance(err, ray.exceptions.RayActorError):
-                    pool.replace(aid)  # the process or its node is gone
+                # the process or its node is gone: said once per lost actor
+                if isinstance(err, ray.exceptions.RayActorError) and pool.replace(aid):
+                    print(
+                        f"generator: lost the worker on {pool.nodes.get(aid, '?')} "
+                        f"({_short(err)}); its shards go to the live workers",
+                        flush=True,
+                    )
                 if tries[shard] < settings.max_tries:
                     retry.append(shard)
                 else:
