@@ -243,6 +243,8 @@ def test_bad_files_are_one_line_errors(tmp_path, converted):
     path, _ = converted
     data = Path(path).read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    nan_state = random_state_dict(TINY)
+    nan_state["convs.2.conv.weight"][0, 0, 0, 0, 0] = float("nan")
     cases = {
         str(tmp_path / "cut.pt"): "cannot read StyleGAN2 checkpoint",
         str(tmp_path / "none.pt"): "StyleGAN2 checkpoint not found",
@@ -252,6 +254,7 @@ def test_bad_files_are_one_line_errors(tmp_path, converted):
         save(tmp_path / "avg.pt", g_ema=random_state_dict(TINY), latent_avg=torch.zeros(7)): (
             "latent_avg is [7], expected [32]"
         ),
+        save(tmp_path / "nan.pt", g_ema=nan_state): "g_ema holds NaN or inf in convs.2.conv.weight",
     }
     for bad, needle in cases.items():
         with pytest.raises(UsageError) as err:
