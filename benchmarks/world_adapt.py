@@ -184,17 +184,34 @@ def main(argv=None) -> int:
         for seed in seeds:
             rows[seed] = run_seed(args, seed, targets)
             print(f"seed {seed}: {json.dumps(rows[seed])}", flush=True)
-            write_results(args, rows, seeds)  # after every seed: a stopped run keeps its seeds
+            merged = write_results(args, rows)  # after every seed: a stopped run keeps them
     except subprocess.CalledProcessError as err:  # the stage has printed why
         print(f"{PROG}: error: '{failed_stage(err)}' exited with {err.returncode}", file=sys.stderr)
         return err.returncode
-    print_table(rows, None if args.signals_only else summarise(rows))
+    print_table(merged, None if args.signals_only else summarise(merged))
     return 0
 
 
-def write_results(args, rows: dict, seeds: list[int]) -> None:
-    summary = None if args.signals_only else summarise(rows)
+def recorded_rows(path: Path, options: SelfTraining, signals_only: bool) -> dict:
+    """The seeds already in `path` when it was written with the same self-training options
+    (and, unless `signals_only`, scored)."""
+    if not path.exists():
+        return {}
+    doc = json.loads(path.read_text())
+    if doc.get("self_training") != (options.args(Path("world_train"))[2:] or "trainer defaults"):
+        return {}
+    rows = {int(s): r for s, r in doc.get("seeds", {}).items()}
+    return rows if signals_only else {s: r for s, r in rows.items() if "self" in r}
+
+
+def write_results(args, rows: dict) -> dict:
+    """ROOT/world_adapt[_TAG].json with this run's seeds and those another run of the same
+    options recorded there (runs of disjoint seeds may share a ROOT)."""
     options = SelfTraining(args.rounds, args.adapt_steps, args.margin, args.keep, args.mix)
+    name = "world_adapt.json" if not args.tag else f"world_adapt_{args.tag}.json"
+    rows = {**recorded_rows(args.root / name, options, args.signals_only), **rows}
+    rows = dict(sorted(rows.items()))
+    summary = None if args.signals_only else summarise(rows)
     doc = {
         "protocol": {
             "shards": SHARDS,
@@ -206,16 +223,15 @@ def write_results(args, rows: dict, seeds: list[int]) -> None:
             "test": 1000,
         },
         "self_training": options.args(Path("world_train"))[2:] or "trainer defaults",
-        "seeds_asked": seeds,
         "seeds_finished": sorted(rows),
         "seeds": rows,
         "summary": summary,
     }
     blob = (json.dumps(doc, indent=2) + "\n").encode()
-    name = "world_adapt.json" if not args.tag else f"world_adapt_{args.tag}.json"
     for path in [args.root / name, *([args.results] if args.results else [])]:
         write_bytes_atomic(str(path), blob)
         print(f"wrote {path}")
+    return rows
 
 
 if __name__ == "__main__":
