@@ -75,6 +75,8 @@ def record_options(args, out: Path) -> None:
     keys = ("test", "shards", "per_shard", "steps", "lr_drop_step", "width", "batch", "mask")
     options = {"layout": LAYOUT, **{k: getattr(args, k) for k in keys}}
     options.update(min_fraction=args.min_fraction, seed=args.seed)
+    if args.image_format != "jpg":  # recorded only when set: folders made before keep resuming
+        options["image_format"] = args.image_format
     options["weights_sha256"] = content_sha(args.weights or DEFAULT_WEIGHTS)
     options["direction_sha256"] = content_sha(args.direction or DEFAULT_DIRECTION)
     check_options(out, options)
@@ -177,6 +179,15 @@ def gan_alpha_pairs(args):
     return pairs
 
 
+def bytes_per_sample(shards: Path) -> dict:
+    """Mean tar bytes per sample of a generator run (image, mask, meta and tar headers)."""
+    records = [
+        json.loads(line) for line in (shards / schema.MANIFEST_JSONL).read_text().splitlines()
+    ]
+    size, count = sum(r["bytes"] for r in records), sum(r["count"] for r in records)
+    return {"mean": size / count, "bytes": size, "samples": count}
+
+
 def otsu(test_n: int) -> dict:
     from eval.metrics import SaliencyMetrics
 
@@ -235,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="generator/trainer seed (run-to-run spread)")
     p.add_argument("--weights", help="toyworld weights .pt to measure (none: the shipped ones)")
     p.add_argument("--direction", help="direction .json to measure (none: the shipped one)")
+    p.add_argument(
+        "--image-format",
+        default="jpg",
+        choices=schema.IMAGE_FORMATS,
+        help="the generator's --image-format for the GAN parts (a, adapted, d): JPEG q95 or "
+        "lossless PNG",
+    )
     return p
 
 
@@ -285,13 +303,19 @@ def run_benchmark(args) -> int:
         """The U-Net on run/shards, evaluated on the held-out scenes."""
         return metrics_of(train_and_evaluate(training, run / "shards", args.shards, run, test))
 
+    def generation(latents=None):
+        """(a)'s generator settings, with --image-format when not the default."""
+        gen = cfg.generation(latents)
+        return gen if args.image_format == "jpg" else replace(gen, image_format=args.image_format)
+
     t0 = time.time()
     if "a" in parts:
-        generate(cfg.generation(), out / "a" / "shards")
+        generate(generation(), out / "a" / "shards")
         record("a_unsupervised", trained(out / "a"))
+        record("a_bytes_per_sample", bytes_per_sample(out / "a" / "shards"))
     if "adapted" in parts:
         emb = world_embeddings(out / "embed", cfg.embed_images, args.weights)
-        generate(cfg.generation(emb), out / "adapted" / "shards")
+        generate(generation(emb), out / "adapted" / "shards")
         record("a_adapted", trained(out / "adapted"))
     if "b" in parts:
         shards = PairShards("true-mask", args.shards, args.per_shard, args.seed)
@@ -304,7 +328,7 @@ def run_benchmark(args) -> int:
             record("c_" + method, baseline(method, test, out / "c" / method))
     if "d" in parts:
         other = "affine" if resolved_mask(args) == "lighter" else "lighter"
-        gen = cfg.generation()
+        gen = generation()
         variants = {
             # without the mask_size filter its lower bound has no meaning (the generator refuses it)
             "filters_none": replace(gen, filters="none", min_fraction=0.0),
@@ -317,7 +341,7 @@ def run_benchmark(args) -> int:
             f"mask_{other}": replace(gen, mask=other),
         }
         emb = world_embeddings(out / "embed", cfg.embed_images, args.weights)
-        variants["embeddings_alpha0"] = replace(cfg.generation(emb), alpha=0.0)
+        variants["embeddings_alpha0"] = replace(generation(emb), alpha=0.0)
         for name, generation in variants.items():
             run = out / "d" / name
             generate(generation, run / "shards")
@@ -330,6 +354,9 @@ def run_benchmark(args) -> int:
 
     print(f"\n{'':28s} {'maxFbeta':>9s} {'IoU':>7s} {'acc':>7s} {'n':>6s}")
     for name, m in results.items():
+        if name == "a_bytes_per_sample":
+            print(f"{name:28s} {m['mean']:9.0f} ({args.image_format} images, PNG masks, meta, tar)")
+            continue
         print(
             f"{name:28s} {m['max_fbeta']:9.3f} {m['iou']:7.3f} {m['accuracy']:7.3f} {m['n_images']:6d}"
         )

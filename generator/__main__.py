@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from segcore import options
+from segcore import options, recipes
 from segcore.cli import UsageError, run_cli
 
 PROG = "python -m generator"
@@ -29,7 +29,6 @@ _CONFIG_HELP = {
     "gan": "GAN backend",  # build_parser lists the registry's names
     "weights": "weights path or handle for --gan (none: the backend's default)",
     "latents": "'prior' (N(0,I)) or embeddings FILE.npy",
-    "alpha": "noise scale for embeddings latents",
     "filters": "filters to apply",  # build_parser lists them
     "connectivity": "pixel connectivity of the components filter",
     "min_fraction": "mask-size filter: also reject masks covering less than this fraction "
@@ -40,6 +39,10 @@ _CONFIG_HELP = {
     "png_compression": "PNG compression level of the masks (0..9)",
     "truncation": "psi of the GAN's prior mapping, in (0, 1] (stylegan2: w_avg + psi (w - "
     "w_avg)); 1: none",
+    "image_format": "images as jpg (JPEG at --jpeg-quality) or png (lossless, at "
+    "--png-compression)",
+    "direction_scale": "unit: --shift multiplies the direction scaled to norm 1; raw: the "
+    "vector as stored (the authors' code: 5 x its stored h_bg)",
     "labeler": "--mask labeler: the SUPERVISED saliency model whose masks replace the latent "
     "shift's (Table 6; the run is then not unsupervised; none: u2net)",
     "labeler_weights": "--mask labeler: the labeler's checkpoint (u2net.pth or u2netp.pth)",
@@ -61,6 +64,7 @@ _SAMPLE_OPTIONS = (
     "samples_per_shard", "alpha", "connectivity", "min_fraction", "seed", "batch_size",
     "jpeg_quality", "png_compression",
 )  # fmt: skip
+_SAMPLE_OPTIONS += ("latents_target", "image_format", "direction_scale", "recipe")
 _SAMPLE_OPTIONS += ("truncation",)
 _SAMPLE_OPTIONS += ("labeler", "labeler_weights")
 
@@ -73,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     from generator.masks import MASKS
     from generator.ray_runner import RaySettings
     from generator.run import DEFAULT_SHIFT, MASK_AUTO
+    from segcore import schema
 
     p = options.Parser(prog=PROG, description=__doc__.split("\n")[0])
     what = p.add_argument_group("what to generate (recorded in the run's config.json)")
@@ -81,8 +86,29 @@ def build_parser() -> argparse.ArgumentParser:
         "gan": f"one of: {', '.join(available())}, or package.module:factory",
         "filters": f"filters to apply, from {','.join(FILTERS)}, or '{NO_FILTERS}'",
     }
-    choices = {"connectivity": (4, 8), "labeler": labelers.available()}
+    choices = {
+        "connectivity": (4, 8),
+        "image_format": schema.IMAGE_FORMATS,
+        "direction_scale": ("unit", "raw"),
+        "labeler": labelers.available(),
+    }
     options.add_options(what, GeneratorConfig, only=list(_CONFIG_HELP), help=helps, choices=choices)
+    what.add_argument(
+        "--alpha",
+        type=options.finite_float,
+        default=None,
+        help="noise scale of embeddings latents, z = E(I) + alpha*xi; with --latents FILE.npy "
+        "it comes from here, else --latents-target, else the recipe; the paper: 0 for ImageNet "
+        "embeddings, 0.2 for others (default: none)",
+    )
+    what.add_argument(
+        "--latents-target",
+        choices=recipes.TARGETS,
+        default=None,
+        help="what --latents FILE.npy embeds, for the paper's alpha: imagenet (0) or other "
+        "(0.2) (default: none)",
+    )
+    recipes.add_option(what, "generator")
     what.add_argument(
         "--direction",
         default=None,
@@ -134,7 +160,11 @@ def main(argv=None) -> int:
     from generator.run import generate, resolve_config, summary
     from segcore import storage
 
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    recipe = recipes.get(args.recipe)
+    # the recipe's values for the options not given; the given ones are recorded as overrides
+    overrides = recipes.apply(recipe, "generator", args, recipes.given_options(parser, argv))
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if not args.upload_deadline >= 0:
@@ -148,7 +178,8 @@ def main(argv=None) -> int:
         shift=args.shift,
         latents=args.latents,
         mask=args.mask,
-        filters=() if args.filters == (NO_FILTERS,) else args.filters,
+        filters=() if tuple(args.filters) == (NO_FILTERS,) else tuple(args.filters),
+        overrides=overrides,
         **{name: getattr(args, name) for name in _SAMPLE_OPTIONS},
     )
     try:

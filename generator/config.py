@@ -5,7 +5,8 @@ to `config.json` at the run root with the software version and its hash. Resume 
 when the hash matches. Fields that do not change any sample are left out of the hash:
 `shards` (shard i does not depend on how many shards exist, so a run may be extended) and the
 paths the direction and embeddings were read from (their content is in the config: the vector,
-and `latents_sha256`). Fields in `HASH_ONLY_WHEN_SET` count only when set away from their
+and `latents_sha256`), and the facts of how the config was resolved (`recipe`, `overrides`,
+`direction_norm`). Fields in `HASH_ONLY_WHEN_SET` count only when set away from their
 neutral value, so a config.json that lacks such a field has the same hash as one that holds it
 at that value.
 """
@@ -19,11 +20,17 @@ from generator.gans import DEFAULT_GAN
 from generator.labelers import LABELER_MASK
 from generator.masks import MASKS
 from segcore.config import config_hash
+from segcore.schema import IMAGE_FORMATS
 
 HASH_EXCLUDE = ("shards", "direction_file", "latents")
+# facts about how the config was resolved, not inputs of any sample: the recipe and the
+# options given over it (the values they set are fields of their own) and the norm of the
+# direction vector as stored (the vector used is `direction`)
+HASH_EXCLUDE += ("recipe", "overrides", "direction_norm")
 # field -> neutral value: hashed only when set away from it, so a config.json without the field
 # (neutral by definition) has the same hash as a config with it left at its neutral value
 HASH_ONLY_WHEN_SET = {"min_fraction": 0.0}
+HASH_ONLY_WHEN_SET.update(image_format="jpg", direction_scale="unit")
 HASH_ONLY_WHEN_SET["truncation"] = 1.0
 # --mask labeler: the labeler file's content counts (labeler_sha256), not its path
 HASH_EXCLUDE += ("labeler_weights",)
@@ -33,7 +40,9 @@ HASH_ONLY_WHEN_SET.update(labeler=None, labeler_sha256=None)
 @dataclass(frozen=True)
 class GeneratorConfig:
     shards: int
-    direction: tuple[float, ...]  # unit vector, z' = z + shift * direction makes objects lighter
+    # z' = z + shift * direction makes objects lighter; a unit vector unless direction_scale
+    # is 'raw' (then the vector as stored)
+    direction: tuple[float, ...]
     samples_per_shard: int = 1000
     gan: str = DEFAULT_GAN
     weights: str | None = None
@@ -57,6 +66,11 @@ class GeneratorConfig:
     jpeg_quality: int = 95
     png_compression: int = 1  # cv2 IMWRITE_PNG_COMPRESSION 0..9 (1: fast, masks compress well)
     max_draws_per_sample: int = 50  # a shard fails if it needs more draws than this x its size
+    image_format: str = "jpg"  # "jpg" (JPEG at jpeg_quality) or "png" (lossless)
+    direction_scale: str = "unit"  # "unit": the vector scaled to norm 1; "raw": as stored
+    direction_norm: float | None = None  # norm of the vector as stored (info only)
+    recipe: str = "auto"  # the named recipe the options were resolved with (segcore.recipes)
+    overrides: tuple[str, ...] = ()  # "name=value" of each option given over the recipe's value
     # psi of the backend's prior mapping (StyleGAN2: w_avg + psi (w - w_avg)); 1: none
     truncation: float = 1.0
     # --mask labeler (generator/labelers): masks from a supervised saliency model on G(z)
@@ -89,6 +103,11 @@ class GeneratorConfig:
             (self.batch_size >= 1, "--batch-size must be >= 1"),
             (0 <= self.jpeg_quality <= 100, "--jpeg-quality must be in 0..100"),
             (0 <= self.png_compression <= 9, "--png-compression must be in 0..9"),
+            (
+                self.image_format in IMAGE_FORMATS,
+                f"--image-format must be one of {', '.join(IMAGE_FORMATS)}",
+            ),
+            (self.direction_scale in ("unit", "raw"), "--direction-scale must be unit or raw"),
             (self.alpha >= 0, "--alpha must be >= 0"),
             (self.max_draws_per_sample >= 1, "max_draws_per_sample must be >= 1"),
             (

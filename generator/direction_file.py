@@ -5,11 +5,17 @@ Accepted by the generator's `--direction`:
       {"format": "gan-objseg/direction/v1", "gan": NAME, "latent_dim": d,
        "vector": [d floats, unit norm, sign applied so that z + shift * vector makes the
                   object LIGHTER, the paper's mask rule],
+       "source_norm": the norm of the vector it was made from, before scaling to 1,
        "shift": 5.0, "index": k, "sign": +1 | -1,
        "operators": optional [[3x4], [3x4]] fitted affine colour maps A1, A2 (Appendix B),
        "bright_operator": optional 0 | 1 (which of them brightens), ...extra facts}
 - a raw vector of length d: `.npy` (numpy) or `.pt` (a tensor saved with torch.save; loaded
   with weights_only=True).
+
+`Direction.vector` is always the unit vector; `Direction.stored` is the vector as the file holds
+it and `Direction.norm` its norm. The generator's `--direction-scale` chooses which one `--shift`
+multiplies: `unit` (the default) moves z by exactly `shift`, `raw` by `shift` x the stored norm,
+as the authors' code does with its stored h_bg.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ FORMAT = "gan-objseg/direction/v1"
 @dataclass(frozen=True)
 class Direction:
     vector: np.ndarray  # float32 [d], unit norm
+    stored: np.ndarray | None = None  # float32 [d], the vector as the file holds it
+    norm: float = 1.0  # norm of the stored vector
     shift: float | None = None  # recommended shift; None for raw vectors
     operators: np.ndarray | None = None  # float32 [2, 3, 4] or None
     bright_operator: int | None = None
@@ -88,7 +96,7 @@ def load_direction(url: str | Path, latent_dim: int) -> Direction:
     norm = float(np.linalg.norm(vec))
     if not np.isfinite(norm) or norm == 0:
         raise UsageError(f"{path}: direction is zero or not finite")
-    return Direction(vec / norm, shift, operators, bright, info)
+    return Direction(vec / norm, vec, norm, shift, operators, bright, info)
 
 
 def save_direction(
@@ -105,7 +113,8 @@ def save_direction(
 ) -> None:
     """Write the JSON direction file atomically (local path or object-store URL)."""
     vec = np.asarray(vector, dtype=np.float64).reshape(-1)
-    vec = vec / np.linalg.norm(vec)
+    source_norm = float(np.linalg.norm(vec))
+    vec = vec / source_norm
     doc = {
         "format": FORMAT,
         "gan": gan,
@@ -114,6 +123,7 @@ def save_direction(
         "shift": float(shift),
         "index": int(index),
         "sign": int(sign),
+        "source_norm": source_norm,
         **info,
     }
     if operators is not None:

@@ -22,11 +22,12 @@ from generator.ray_runner import (
     init_ray,
     run_shards,
 )
-from segcore import schema, storage
+from segcore import recipes, schema, storage
 from segcore.cli import UsageError
 
 MASK_AUTO = "auto"  # the mask rule of `resolve_mask`: chosen by the direction file
 DEFAULT_SHIFT = GeneratorConfig.__dataclass_fields__["shift"].default  # without one in the file
+NORM_TOLERANCE = 1e-4  # a stored direction this close to norm 1 is reported as unit length
 
 
 def resolve_direction(gan, direction_file: str | None):
@@ -42,6 +43,21 @@ def resolve_direction(gan, direction_file: str | None):
             "'python -m generator.directions score --pick' writes, or a .npy/.pt vector)"
         )
     return default()
+
+
+def report_norm(direction, direction_file: str | None, scale: str) -> None:
+    """Say once what `--shift` multiplies when the stored vector is not of unit length."""
+    if abs(direction.norm - 1.0) <= NORM_TOLERANCE:
+        return
+    name = storage.redact(str(direction_file)) if direction_file else "the GAN's direction"
+    if scale == "raw":
+        how = "--direction-scale raw keeps it: z moves by --shift x that norm"
+    else:
+        how = (
+            "it is scaled to norm 1, so z moves by exactly --shift (--direction-scale raw "
+            "keeps the stored vector, as the authors' code does)"
+        )
+    print(f"generator: direction {name} has norm {direction.norm:.6g} as stored; {how}")
 
 
 def resolve_mask(mask: str, has_operators: bool) -> str:
@@ -61,9 +77,19 @@ def resolve_config(
     direction_file: str | None,
     shift: float | None,
     latents: str,
+    alpha: float | None = None,
+    latents_target: str | None = None,
+    recipe: str = recipes.DEFAULT,
+    overrides: tuple[str, ...] = (),
+    direction_scale: str = "unit",
     **options,
 ):
-    """-> (GeneratorConfig, embeddings array or None). UsageError on any bad input."""
+    """-> (GeneratorConfig, embeddings array or None). UsageError on any bad input.
+
+    `recipe` is the name the options were resolved with (segcore.recipes; its values are
+    already in the arguments) and `overrides` the options given over it: both are recorded.
+    With embeddings latents the alpha is `alpha`, else that of `latents_target`, else the
+    recipe's; none of them is an error."""
     from generator.gans import load_gan
     from generator.gans.base import check_prior
     from generator.labelers import labeler_options
@@ -71,18 +97,24 @@ def resolve_config(
 
     if shards < 1:
         raise UsageError(f"--shards must be >= 1, got {shards}")
+    chosen = recipes.get(recipe)
+    recipes.require_direction(chosen, direction_file)
     gan = load_gan(gan_name, weights, "cpu")
     check_prior(gan, options.get("truncation", 1.0))  # a truncation needs a prior mapping
     # --mask labeler (generator/labelers): masks from a saliency model on G(z), no direction
     labeled = labeler_options(options, direction_file=direction_file, shift=shift)
     if not labeled:
         direction = resolve_direction(gan, direction_file)
+        report_norm(direction, direction_file, direction_scale)
     embeddings = sha = None
     if latents != PRIOR:
         embeddings = load_embeddings(latents, gan.latent_dim)
         sha = hashlib.sha256(embeddings.tobytes()).hexdigest()
+    alpha = recipes.resolve_alpha(chosen, embeddings is not None, alpha, latents_target)
+    if alpha is not None:
+        options["alpha"] = alpha
     if labeled:  # no G(z + r h) is rendered: no direction, shift 0
-        fields = {**options, **labeled}
+        fields = {**options, **labeled, "recipe": chosen.name, "overrides": tuple(overrides)}
         try:
             config = GeneratorConfig(
                 shards=shards, gan=gan_name, weights=weights, direction=(), shift=0.0,
@@ -98,12 +130,19 @@ def resolve_config(
     operators = direction.operators.tolist() if direction.operators is not None else None
     # MASK_AUTO is the CLI's default, and the library's too
     options["mask"] = resolve_mask(options.get("mask", MASK_AUTO), operators is not None)
+    vector = direction.vector
+    if direction_scale == "raw" and direction.stored is not None:
+        vector = direction.stored
     try:
         config = GeneratorConfig(
             shards=shards,
             gan=gan_name,
             weights=weights,
-            direction=tuple(float(v) for v in direction.vector),
+            direction=tuple(float(v) for v in vector),
+            direction_scale=direction_scale,
+            direction_norm=float(direction.norm),
+            recipe=chosen.name,
+            overrides=tuple(overrides),
             direction_file=str(direction_file) if direction_file else None,
             shift=shift,
             latents=str(latents),

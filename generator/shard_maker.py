@@ -270,6 +270,7 @@ class ShardMaker:
             meta,
             jpeg_quality=self.config.jpeg_quality,
             png_compression=self.config.png_compression,
+            image_format=self.config.image_format,
         )
 
     def _encode_many(self, images, masks, metas) -> list[dict]:

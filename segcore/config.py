@@ -35,7 +35,7 @@ def dump_json(config: Any, **extra: Any) -> str:
 
 
 def from_dict(cls: type, d: dict) -> Any:
-    """Build `cls` from a dict; unknown keys fail loudly (STYLE.md: no silent config keys)."""
+    """Build `cls` from a dict; unknown keys fail loudly (no config key is ignored silently)."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:

@@ -1,4 +1,4 @@
-"""The shard contract between generator (writer) and trainer (reader). DESIGN.md, "Contracts".
+"""The shard contract between generator (writer) and trainer (reader).
 
 A run folder (local or object storage) holds:
 
@@ -8,8 +8,10 @@ A run folder (local or object storage) holds:
                                 a shard without its record does not exist
     manifest.jsonl              all records, one JSON object a line (rewritten by the driver)
 
-Each sample in a shard has the WebDataset fields below. Images are RGB uint8 (JPEG), masks
-single-channel uint8 with values {0, 255} (PNG); both have the GAN's resolution.
+Each sample in a shard has the WebDataset fields below. Images are RGB uint8, JPEG (field
+`jpg`, the default) or lossless PNG (field `image.png`: WebDataset names a field by everything
+after the key's first dot, and `png` is the mask's); masks are single-channel uint8 with values
+{0, 255} (PNG); both have the GAN's resolution. A sample holds exactly one image field.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ MANIFEST_RECORD = "shard-{index:06d}.json"
 MANIFEST_JSONL = "manifest.jsonl"
 RUN_CONFIG = "config.json"
 
-IMAGE_KEY = "jpg"  # RGB uint8 JPEG
+IMAGE_KEY = "jpg"  # RGB uint8 JPEG (the default image format)
+# the image field of each image format (the generator's --image-format): the JPEG one is
+# IMAGE_KEY, so shards of the default format keep their bytes
+IMAGE_KEYS = {"jpg": IMAGE_KEY, "png": "image.png"}
+IMAGE_FORMATS = tuple(IMAGE_KEYS)
 MASK_KEY = "png"  # single-channel uint8 PNG, 0 = background, 255 = foreground
 META_KEY = "json"  # per-sample facts: shard, sample, seed, latent source index
 

@@ -149,6 +149,37 @@ def test_every_page_is_in_the_nav_and_every_nav_entry_exists():
     assert len(listed) == len(set(listed)), "a page is listed twice in the nav"
 
 
+DOCUMENT_NAME = re.compile(rb"(?<![\w/.-])(?:[\w.-]+/)*([A-Z][A-Z0-9_-]*\.md)\b")
+
+
+def missing_documents(files: list[str], root: Path) -> list[str]:
+    """'file: NAME.md' for each reference in `files` to a document named in capitals (README.md,
+    DESIGN.md, ...) that no file of the repository is called."""
+    present = {Path(rel).name for rel in files}
+    wrong = []
+    for rel in files:
+        path = root / rel
+        if rel.startswith(OUTSIDE_EXEMPT) or not path.is_file():
+            continue
+        for name in sorted(set(DOCUMENT_NAME.findall(path.read_bytes()))):
+            if name.decode() not in present:
+                wrong.append(f"{rel}: {name.decode()}")
+    return wrong
+
+
+def test_every_document_a_file_names_is_in_the_repository():
+    wrong = missing_documents(repository_files(), ROOT)
+    assert not wrong, "references to documents the repository does not hold:\n" + "\n".join(wrong)
+
+
+def test_the_document_check_catches_a_comment_citing_an_absent_document(tmp_path):
+    (tmp_path / "README.md").write_text("# r\n")
+    (tmp_path / "code.py").write_text("# see DESIGN.md and README.md; docs/GUIDE.md too\n")
+    (tmp_path / "ok.py").write_text("x = 'OUT/report.md'  # an output file, not a document\n")
+    files = ["README.md", "code.py", "ok.py"]
+    assert missing_documents(files, tmp_path) == ["code.py: DESIGN.md", "code.py: GUIDE.md"]
+
+
 @pytest.mark.parametrize("needle", OUTSIDE)
 def test_no_file_points_at_documents_outside_the_repository(needle):
     hits = []

@@ -85,8 +85,8 @@ def test_cli_help_exits_zero(pkg):
 
 
 def test_package_import_is_light():
-    # DESIGN.md: importing a stage never pulls in TensorFlow, Ray or torch by itself; eval's
-    # metrics, datasets and reports stay torch-free too (torch only in eval.inference).
+    # docs/architecture.md: importing a stage never pulls in TensorFlow, Ray or torch by itself;
+    # eval's metrics, datasets and reports stay torch-free too (torch only in eval.inference).
     code = (
         "import sys, segcore, generator, trainer, eval, segcore.schema, segcore.storage, "
         "eval.metrics, eval.datasets, eval.report; "

@@ -25,9 +25,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segcore import options
+from segcore import options, recipes
 from segcore.cli import run_cli
-from toyworld import experiment_adapt, report
+from toyworld import DEFAULT_DIRECTION, experiment_adapt, report
 from toyworld.experiment_steps import (
     Clock,
     Generation,
@@ -85,6 +85,14 @@ class ExperimentConfig:
     nproc: int = field(default=2, metadata=_help("trainer processes (torchrun)"))
     workers: int = field(default=2, metadata=_help("generator workers (Ray actors)"))
     log_every: int = field(default=50, metadata=_help("trainer log interval, in steps"))
+    recipe: str = field(
+        default="auto",
+        metadata=_help(
+            "the generator's and the trainer's --recipe; under another than auto, --mask and "
+            "--min-fraction are passed only when given, the shipped direction is passed as "
+            "--direction, and the driver's trainer options are recorded as overrides"
+        ),
+    )
     self_train: bool = field(
         default=True,
         metadata=_help(
@@ -112,6 +120,7 @@ class ExperimentConfig:
     def __post_init__(self):
         if self.latents not in LATENTS:
             raise ValueError(f"latents must be one of {', '.join(LATENTS)}, got {self.latents!r}")
+        recipes.get(self.recipe)  # a one-line error naming the recipes
         if self.mask not in MASKS:
             raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {self.mask!r}")
         counts = ("test", "embed_images", "shards", "samples_per_shard", "steps", "batch_size")
@@ -123,18 +132,25 @@ class ExperimentConfig:
                 "--weights needs --direction: the shipped direction belongs to the shipped GAN"
             )
 
-    def generation(self, latents: Path | None = None) -> Generation:
-        """The generator's settings; `latents` is the embeddings file when latents=embeddings."""
+    def generation(self, latents: Path | None = None, given: frozenset = frozenset()) -> Generation:
+        """The generator's settings; `latents` is the embeddings file when latents=embeddings.
+        Under a recipe other than auto, --mask and --min-fraction are passed only when `given`
+        (the options given on the command line) holds them; the recipe sets them otherwise."""
+        own = self.recipe == recipes.DEFAULT
+        direction = self.direction
+        if not own and direction is None:
+            direction = str(DEFAULT_DIRECTION)  # the paper's recipes take a direction file
         return Generation(
             shards=self.shards,
             samples_per_shard=self.samples_per_shard,
             seed=self.seed,
-            mask=self.mask,
-            min_fraction=self.min_fraction,
+            mask=self.mask if own or "mask" in given else None,
+            min_fraction=self.min_fraction if own or "min_fraction" in given else None,
+            recipe=self.recipe,
             latents=None if latents is None else str(latents),
             alpha=None if latents is None else self.alpha,
             weights=self.weights,
-            direction=self.direction,
+            direction=direction,
             workers=self.workers,
         )
 
@@ -147,11 +163,13 @@ class ExperimentConfig:
             lr_drop_step=self.lr_drop_step,
             nproc=self.nproc,
             log_every=self.log_every,
+            recipe=self.recipe,
         )
 
 
-def run(cfg: ExperimentConfig, out: Path, prog: str = PROG) -> dict:
-    """All six steps into `out`; -> the report (`toyworld.report.assemble`)."""
+def run(cfg: ExperimentConfig, out: Path, prog: str = PROG, given: frozenset = frozenset()) -> dict:
+    """All six steps into `out`; -> the report (`toyworld.report.assemble`). `given`: the
+    options given on the command line (they win over a recipe's values)."""
     stamp = Clock(prog)
     out.mkdir(parents=True, exist_ok=True)
     stamp(f"1/6 {cfg.test} held-out world scenes with true masks -> {out / 'world_test'}")
@@ -166,7 +184,7 @@ def run(cfg: ExperimentConfig, out: Path, prog: str = PROG) -> dict:
     else:
         stamp("2/6 prior latents N(0, I): nothing to embed (--latents embeddings adapts them)")
     stamp(f"3/6 generating {cfg.shards} x {cfg.samples_per_shard} samples -> {out / 'shards'}")
-    generate(cfg.generation(latents), out / "shards")
+    generate(cfg.generation(latents, given), out / "shards")
     stamp(f"4/6 training the U-Net ({cfg.nproc} processes, {cfg.steps} steps) -> {out / 'unet'}")
     unet = train(cfg.training(), out / "shards", cfg.shards, out / "unet")
     stamp("5/6 evaluating on the held-out world scenes")
@@ -200,10 +218,12 @@ def build_parser() -> options.Parser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     cfg = options.config_from_args(ExperimentConfig, args)
+    given = frozenset(recipes.given_options(parser, argv))
     try:
-        run(cfg, Path(args.out))
+        run(cfg, Path(args.out), given=given)
     except subprocess.CalledProcessError as err:  # the stage has printed why
         print(f"{PROG}: error: '{failed_stage(err)}' exited with {err.returncode}", file=sys.stderr)
         return err.returncode

@@ -57,8 +57,8 @@ class Generation:
     shards: int
     samples_per_shard: int
     seed: int = 0
-    mask: str = "auto"
-    min_fraction: float = 0.0
+    mask: str | None = "auto"  # None: the recipe's
+    min_fraction: float | None = 0.0  # None: the recipe's
     filters: str | None = None  # comma list or "none"
     latents: str | None = None  # embeddings .npy; None = prior N(0, I)
     alpha: float | None = None  # noise scale around the embeddings
@@ -66,6 +66,8 @@ class Generation:
     direction: str | None = None  # None: the shipped direction
     workers: int = 2
     device: str = "cpu"
+    recipe: str = "auto"  # the generator's --recipe (segcore.recipes)
+    image_format: str | None = None  # None: the generator's default (or the recipe's)
 
     def command(self, out: Path) -> list[str]:
         cmd = [sys.executable, "-m", "generator", "--gan", "toyworld"]
@@ -73,12 +75,15 @@ class Generation:
         cmd += ["--out", str(out), "--workers", str(self.workers), "--device", self.device]
         cmd += ["--weights", self.weights] if self.weights else []
         cmd += ["--direction", self.direction] if self.direction else []
-        cmd += ["--mask", self.mask, "--min-fraction", str(self.min_fraction)]
+        cmd += ["--mask", self.mask] if self.mask is not None else []
+        cmd += ["--min-fraction", str(self.min_fraction)] if self.min_fraction is not None else []
         cmd += ["--seed", str(self.seed)]
         cmd += ["--filters", self.filters] if self.filters is not None else []
         if self.latents is not None:
             cmd += ["--latents", self.latents]
             cmd += ["--alpha", str(self.alpha)] if self.alpha is not None else []
+        cmd += ["--recipe", self.recipe] if self.recipe != "auto" else []
+        cmd += ["--image-format", self.image_format] if self.image_format else []
         return cmd
 
 
@@ -94,6 +99,7 @@ class Training:
     lr_drop_step: int | None = None
     nproc: int = 2  # torchrun processes on this machine
     log_every: int = 50
+    recipe: str = "auto"  # the trainer's --recipe; the options above are given over it
 
     def command(self, shards: str, out: Path, resume: bool) -> list[str]:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -103,6 +109,7 @@ class Training:
         if self.lr_drop_step is not None:
             cmd += ["--lr-drop-step", str(self.lr_drop_step)]
         cmd += ["--workers", "0", "--log-every", str(self.log_every), "--seed", str(self.seed)]
+        cmd += ["--recipe", self.recipe] if self.recipe != "auto" else []
         return cmd + (["--resume"] if resume else [])
 
 

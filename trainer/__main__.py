@@ -56,6 +56,8 @@ from trainer import (
     distributed,
     export,
     outdir,
+    pool,
+    recipe,
     shardlist,
     target_images,
     validate,
@@ -69,9 +71,10 @@ PROG = "trainer"
 
 def main(argv=None) -> int:
     # -- config: options -> one frozen TrainConfig (world size from torchrun's env) --------
-    args = config.build_parser().parse_args(argv)
+    parser = config.build_parser()
+    args = parser.parse_args(argv)
     dist_env = distributed.env_dist()
-    cfg = config.resolve(args, dist_env.world_size)
+    cfg = recipe.resolve(parser, args, argv, dist_env.world_size)  # --recipe and overrides
     rank, is_main = dist_env.rank, dist_env.is_main
     device = resolve_device(cfg.device, local_rank=dist_env.local_rank)
     cfg = config.resolve_workers(cfg, device.type)  # auto workers and threads -> recorded
@@ -154,7 +157,8 @@ def main(argv=None) -> int:
         )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        tf32 = cfg.tf32 is not False  # --no-tf32: float32 matmuls and convolutions
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
 
     # -- data: this rank's exact share of the remaining steps ------------------------------
     stream = data.ShardStream(
@@ -192,7 +196,11 @@ def main(argv=None) -> int:
             f"{len(val_urls)} hold-out shards, batch {cfg.batch_size} = {cfg.world_size} x "
             f"{cfg.per_rank_batch}, device {device}, amp {'bf16' if use_amp else 'off'}, "
             f"steps {start} -> {cfg.steps}"
+            + (f", recipe {cfg.recipe}" if cfg.recipe != "auto" else "")
+            + (f" (overridden: {', '.join(cfg.overrides)})" if cfg.overrides else "")
         )
+        pool_size = pool.pool_samples(train_urls, data.count_samples)
+        tqdm.write(pool.reuse_line(cfg.steps, cfg.batch_size, pool_size, len(train_urls)))
 
     # -- the loop: exactly `steps - start` batches, then the loader is exhausted -----------
     bar = progress_bar(total=cfg.steps, initial=start, disable=not is_main)

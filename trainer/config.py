@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from segcore import options
+from segcore import options, recipes
 from segcore.cli import UsageError
 from segcore.config import config_hash
 from trainer import adapt_config
@@ -35,6 +35,8 @@ RESUME_MAY_DIFFER = frozenset(
     {"out", "steps", "log_every", "val_every", "val_samples", "val_data", "ckpt_every",
      "max_bad_fraction", "device", "collective_timeout"}
 )  # fmt: skip
+# how the config was resolved (the values a recipe sets are fields of their own)
+RESUME_MAY_DIFFER |= {"recipe", "overrides"}
 # Seeds feed numpy's legacy seeding (seed + rank), which takes at most 2**32 - 1.
 MAX_SEED = 2**31 - 1
 # Adam divides the lr by its bias correction (x10 at the first step): far above this the
@@ -60,6 +62,9 @@ class TrainConfig:
     workers: int | None = None  # None: auto (resolve_workers); part of the data stream
     threads: int | None = None  # None: auto (resolve_workers); CPU results depend on it
     amp: str = "auto"
+    tf32: bool | None = None  # TF32 matmuls/convolutions on CUDA; None: on (False: float32)
+    recipe: str = "auto"  # the named recipe the options were resolved with (segcore.recipes)
+    overrides: tuple[str, ...] = ()  # "name=value" of each option given over the recipe's value
     device: str = "auto"
     val_shards: str = "auto"
     val_samples: int = 512
@@ -136,6 +141,8 @@ HELP = {
     "resolution": "training side; shards at another size are resized in the loader",
     "seed": "seed of the initial weights and of the data stream",
     "amp": "auto: bf16 autocast on CUDA, off on CPU",
+    "tf32": "TF32 matmuls and convolutions on CUDA (none: on; --no-tf32: full float32, as on "
+    "the paper's GTX 1080 Ti)",
     "device": "auto: cuda:LOCAL_RANK if available, else cpu",
     "val_shards": "hold-out shards: auto (the last shard), none, indices of the --shards "
     "list ('490-499'), or a shard pattern",
@@ -176,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The rest in field order; the world size is no option (torchrun's environment sets it),
     # and --workers takes "auto" besides a number.
     added = {"shards", "out", "steps", "batch_size", "per_rank_batch", "world_size", "workers",
-             "threads"}  # fmt: skip
+             "threads", "recipe", "overrides"}  # fmt: skip
     choices = {"loss": LOSSES, "amp": AMP_MODES}
     options.add_options(p, TrainConfig, skip=added, help=HELP, choices=choices)
     p.add_argument(
@@ -196,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "its loader workers, at least 1. CPU results depend on it, so it is recorded and a "
         "resume needs the same number (default: auto)",
     )
+    recipes.add_option(p, "trainer")  # applied by trainer/recipe.py
     p.add_argument(
         "--resume",
         action="store_true",

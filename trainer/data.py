@@ -10,8 +10,8 @@ time-seeded `ResampledShards` and its `.with_epoch`, each worker yields exactly 
 the remaining steps, so every rank runs the same number of steps and the loop ends by
 exhausting the DataLoader, never by breaking out of it (a clean DDP exit needs that).
 
-Batches are built inside the dataset (`DataLoader(batch_size=None)`), JPEG/PNG are decoded in
-the workers. A bad sample (undecodable, or a mask outside the schema's {0, 255}) is skipped
+Batches are built inside the dataset (`DataLoader(batch_size=None)`), images (JPEG or PNG,
+segcore/schema.py) and masks are decoded in the workers. A bad sample (undecodable, or a mask outside the schema's {0, 255}) is skipped
 and counted; a shard that cannot be opened or breaks off counts as the samples it should have
 held and did not give (trainer/shardlist.py). `--max-bad-fraction` bounds bad / (bad + good)
 over the whole run, so the verdict does not depend on where the bad samples fall: a worker
@@ -101,7 +101,7 @@ class ErrorCounter:
 
 
 def iter_shard(url: str, handler: ErrorCounter) -> Iterator[dict]:
-    """Raw samples ({'__key__', 'jpg', 'png', ...}) of one shard, in order.
+    """Raw samples ({'__key__', 'jpg' or 'image.png', 'png', ...}) of one shard, in order.
 
     A shard that cannot be opened, or breaks off, ends early after one counted failure. The
     tar is parsed by trainer/tarstream.py (the samples webdataset's tar iterators give, at a

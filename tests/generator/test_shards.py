@@ -119,7 +119,7 @@ def test_embeddings_latents_and_affine_mask_through_a_shard(tmp_path):
     emb = tmp_path / "emb.npy"
     np.save(emb, np.random.default_rng(1).standard_normal((6, 120)).astype(np.float32))
     config, embeddings = small_config(
-        direction_file=str(direction), latents=str(emb), mask="affine", filters=()
+        direction_file=str(direction), latents=str(emb), alpha=0.2, mask="affine", filters=()
     )
     assert config.operators is not None and config.bright_operator == 1
     assert config.latents_sha256 is not None and embeddings.shape == (6, 120)

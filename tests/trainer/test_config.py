@@ -21,9 +21,10 @@ def test_help_shows_every_default_and_each_field_has_a_flag():
             continue
         assert "(default:" in action.help or "(required)" in action.help, action.option_strings
         flags[action.dest] = action
-    # every field but the world size (torchrun's environment) is an option
+    # every field but the world size (torchrun's environment) and the overrides of --recipe
+    # (resolved from the flags given) is an option
     fields = {f.name for f in dataclasses.fields(config.TrainConfig)}
-    assert fields - set(flags) == {"world_size"}
+    assert fields - set(flags) == {"world_size", "overrides"}
     defaults = config.TrainConfig(shards="s", out="o")
     for name, action in flags.items():
         if name in ("shards", "out", "batch_size", "per_rank_batch", "resume"):
