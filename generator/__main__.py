@@ -67,6 +67,12 @@ _SAMPLE_OPTIONS = (
 _SAMPLE_OPTIONS += ("latents_target", "image_format", "direction_scale", "recipe")
 _SAMPLE_OPTIONS += ("truncation",)
 _SAMPLE_OPTIONS += ("labeler", "labeler_weights")
+_SAMPLE_OPTIONS += ("classes",)
+CLASSES_HELP = (
+    "a class-conditional GAN (biggan): the classes each sample's class is drawn from, "
+    "uniformly: ids and ranges such as '1,5,10-20' (ImageNet ids 0..999), or a file of them "
+    "(default: all the GAN's classes)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(0.2) (default: none)",
     )
     recipes.add_option(what, "generator")
+    what.add_argument("--classes", default=None, help=CLASSES_HELP)
     what.add_argument(
         "--direction",
         default=None,

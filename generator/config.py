@@ -35,6 +35,8 @@ HASH_ONLY_WHEN_SET["truncation"] = 1.0
 # --mask labeler: the labeler file's content counts (labeler_sha256), not its path
 HASH_EXCLUDE += ("labeler_weights",)
 HASH_ONLY_WHEN_SET.update(labeler=None, labeler_sha256=None)
+# --classes: a conditional GAN's class ids (None: all its classes, or an unconditional GAN)
+HASH_ONLY_WHEN_SET["classes"] = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class GeneratorConfig:
     labeler: str | None = None
     labeler_weights: str | None = None  # where the labeler was read from (info only)
     labeler_sha256: str | None = None
+    # --classes of a class-conditional GAN, resolved to sorted ids (generator/classes.py); each
+    # sample's class is drawn uniformly from them (None: from all the GAN's classes)
+    classes: tuple[int, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "min_fraction", self.min_fraction + 0.0)  # -0.0 -> 0.0
@@ -121,6 +126,11 @@ class GeneratorConfig:
             (
                 self.mask != "affine" or self.operators is not None,
                 "--mask affine needs a direction file with fitted operators",
+            ),
+            (
+                self.classes is None
+                or (len(self.classes) > 0 and list(self.classes) == sorted(set(self.classes))),
+                "classes must be None or sorted, distinct class ids",
             ),
             (
                 (self.mask == LABELER_MASK) == (self.labeler is not None),

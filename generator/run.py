@@ -90,8 +90,9 @@ def resolve_config(
     already in the arguments) and `overrides` the options given over it: both are recorded.
     With embeddings latents the alpha is `alpha`, else that of `latents_target`, else the
     recipe's; none of them is an error."""
+    from generator.classes import parse_classes
     from generator.gans import load_gan
-    from generator.gans.base import check_prior
+    from generator.gans.base import check_prior, num_classes
     from generator.labelers import labeler_options
     from generator.latents import PRIOR, load_embeddings
 
@@ -101,6 +102,8 @@ def resolve_config(
     recipes.require_direction(chosen, direction_file)
     gan = load_gan(gan_name, weights, "cpu")
     check_prior(gan, options.get("truncation", 1.0))  # a truncation needs a prior mapping
+    # --classes SPEC -> sorted ids (generator/classes.py); refused for an unconditional GAN
+    options["classes"] = parse_classes(options.get("classes"), num_classes(gan))
     # --mask labeler (generator/labelers): masks from a saliency model on G(z), no direction
     labeled = labeler_options(options, direction_file=direction_file, shift=shift)
     if not labeled:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from generator.filters import ACCEPTED, REJECTED_BY, filter_batch
-from generator.gans.base import map_prior
+from generator.gans.base import generate_images, map_prior, num_classes
 from generator.latents import ShardLatents
 from generator.manifest import UPLOAD_DEADLINE, make_record, write_record
 from generator.masks import make_masks
@@ -72,6 +72,7 @@ class ShardMaker:
         self.embeddings = embeddings
         self.gan = gan if gan is not None else load_gan(config.gan, config.weights, device)
         self.device = self.gan.device
+        self.num_classes = num_classes(self.gan)  # 0: unconditional (no class per sample)
         vec = torch.tensor(config.direction, dtype=torch.float32, device=self.device)
         self.delta = config.shift * vec
         self.operators = (
@@ -144,7 +145,7 @@ class ShardMaker:
         once the shard is full it only drains the queue."""
         cfg = self.config
         while (item := batches.get()) is not None:
-            out, source = item
+            out, source, labels = item
             if state.error is not None or state.full:
                 continue
             try:
@@ -166,6 +167,9 @@ class ShardMaker:
                     }
                     for i, j in enumerate(take)
                 ]
+                if labels is not None:  # a class-conditional GAN: the class of each sample
+                    for meta, j in zip(metas, take, strict=True):
+                        meta["class"] = int(labels[j])
                 if len(metas):
                     on_batch(images, masks, metas)
                 counts = np.bincount(reason[:used], minlength=max(REJECTED_BY.values()) + 1)
@@ -211,18 +215,27 @@ class ShardMaker:
                 with self._turns.turn(ticket):
                     t0 = time.perf_counter()
                     z_np, source = latents.draw(cfg.batch_size)
+                    # a conditional GAN's classes, from the shard's own class stream
+                    labels = (
+                        latents.draw_labels(len(z_np), self.num_classes, cfg.classes)
+                        if self.num_classes
+                        else None
+                    )
                     z = torch.from_numpy(z_np).to(self.device)
                     if self.embeddings is None:  # prior draws go through the prior mapping
                         z = map_prior(self.gan, z, cfg.truncation)
                     t1 = time.perf_counter()
                     # G(z) and G(z + r h) in ONE batched forward (eval mode: no batch dependence)
                     batch = z if self.labeler is not None else torch.cat([z, z + self.delta])
-                    out = self.gan.generate(batch)
+                    y = None
+                    if labels is not None:  # each sample's class for G(z) and G(z + r h)
+                        y = torch.from_numpy(labels).to(self.device).repeat(len(batch) // len(z))
+                    out = generate_images(self.gan, batch, y)
                     t2 = time.perf_counter()
                 self.timers.add("latents", t1 - t0)
                 self.timers.add("generator", t2 - t1)
                 rendered += len(z_np)
-                batches.put((out, source))
+                batches.put((out, source, labels))
         finally:
             batches.put(None)
             stage.join()
