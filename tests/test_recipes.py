@@ -162,3 +162,29 @@ def test_the_experiment_driver_passes_the_recipe_and_only_the_given_generator_op
     assert train[0] == sys.executable and train[-2:] == ["--recipe", "paper"]
     with pytest.raises(UsageError, match="unknown recipe 'x'"):
         ExperimentConfig(recipe="x")
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        ("generator", ["--recipe", "paper", "--gan", "random"], "--recipe paper needs --direction"),
+        ("generator", ["--recipe", "nope"], "unknown recipe 'nope'"),
+        ("trainer", ["--recipe", "nope"], "unknown recipe 'nope'"),
+    ],
+)
+def test_bad_recipe_input_is_one_line_and_exit_2(tmp_path, module, argv, message):
+    import subprocess
+    import sys
+
+    base = [
+        "--shards",
+        "1" if module == "generator" else "s-{0..1}.tar",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", module, *base, *argv], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 2 and message in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not (tmp_path / "o").exists()
