@@ -42,7 +42,15 @@ from segcore.config import to_dict
 from segcore.progress import progress_bar
 from trainer import checkpoint, data, distributed, validate
 from trainer.adapt_config import target_count, total_steps
-from trainer.adapt_labels import agreement, masked_loss, predict, select, target_batch, targets
+from trainer.adapt_labels import (
+    agreement,
+    doubt,
+    masked_loss,
+    predict,
+    select,
+    target_batch,
+    targets,
+)
 from trainer.target_images import TargetImages
 
 LABELS_FORMAT = "gan-objseg/pseudo-labels/v1"
@@ -229,6 +237,9 @@ def round_labels(
             f"{k.removeprefix('adapt_')} {v:.4f}" if isinstance(v, float) else
             f"{k.removeprefix('adapt_')} {v}" for k, v in stats.items()
         ))  # fmt: skip
+        worry = doubt(stats)
+        if worry:
+            tqdm.write(f"trainer: warning: self-training round {number}: {worry}")
     return RoundLabels(number, q, kept, targets(q, cfg.adapt_margin))
 
 

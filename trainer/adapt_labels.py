@@ -21,6 +21,12 @@ from trainer.unet import UNet, foreground_probability
 
 IGNORE = 255  # label of a pixel the loss leaves out
 FOREGROUND_Q = 128  # q >= 128 <=> p >= 0.5 (up to the uint8 rounding)
+# Below these, a round's labels are too unsure or too unstable for self-training to be likely
+# to help (label-free): on the world, where it helped, round 1 had 94% of the pixels outside
+# the margin and the rounds agreed at 0.94-0.96; on real photos with the world's U-Net, where
+# it hurt, 53-58% and 0.53-0.74 (docs/self-training.md).
+DOUBT_CERTAIN = 0.8
+DOUBT_AGREEMENT = 0.85
 
 
 @torch.inference_mode()
@@ -76,6 +82,24 @@ def agreement(previous: np.ndarray, q: np.ndarray) -> float:
     a, b = previous >= FOREGROUND_Q, q >= FOREGROUND_Q
     union = int(np.logical_or(a, b).sum())
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def doubt(stats: dict) -> str | None:
+    """Why a round's statistics make self-training unlikely to help, or None."""
+    reasons = []
+    if stats["adapt_certain_pixels"] < DOUBT_CERTAIN:
+        reasons.append(
+            f"only {stats['adapt_certain_pixels']:.0%} of the pixels are outside the margin"
+        )
+    agree = stats.get("adapt_agreement")
+    if agree is not None and agree < DOUBT_AGREEMENT:
+        reasons.append(f"the labels agree with the last round's at IoU {agree:.2f} only")
+    if not reasons:
+        return None
+    return (
+        "; ".join(reasons) + ": the model is unsure of the target images, and self-training "
+        "may amplify its mistakes (docs/self-training.md#when-it-does-not-help)"
+    )
 
 
 def targets(q: np.ndarray, margin: float) -> np.ndarray:

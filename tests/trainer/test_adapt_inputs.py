@@ -215,3 +215,14 @@ def test_frames_in_subfolders_are_read_and_label_folders_never_listed(tmp_path):
     finally:
         (tmp_path / "Annotations").chmod(0o755)
     assert got.names == ("bmx/000.png", "bmx/001.png", "swan/x/000.png")
+
+
+def test_unsure_or_unstable_labels_are_named_in_a_warning():
+    from trainer.adapt_labels import doubt
+
+    assert doubt({"adapt_certain_pixels": 0.94}) is None
+    assert doubt({"adapt_certain_pixels": 0.95, "adapt_agreement": 0.96}) is None
+    text = doubt({"adapt_certain_pixels": 0.58, "adapt_agreement": 0.53})
+    assert "only 58% of the pixels are outside the margin" in text
+    assert "agree with the last round's at IoU 0.53 only" in text
+    assert "the margin" not in doubt({"adapt_certain_pixels": 0.9, "adapt_agreement": 0.7})
