@@ -189,6 +189,8 @@ def main(argv=None) -> int:
         overrides=overrides,
         **{name: getattr(args, name) for name in _SAMPLE_OPTIONS},
     )
+    if recipe.name != recipes.DEFAULT:
+        print(f"generator: {recipes.describe(recipe, overrides)}")
     try:
         records = generate(config, args.out, embeddings, settings, resume=args.resume)
     except GenerationFailed as err:

@@ -187,8 +187,9 @@ def fill(recipe: Recipe, stage: str, args: argparse.Namespace, given: Iterable[s
 def overrides(
     recipe: Recipe, stage: str, values: Mapping[str, Any], given: Iterable[str]
 ) -> tuple[str, ...]:
-    """ "name=value" for each option of `recipe` (for `stage`) that was given with a value other
-    than the recipe's; `values` holds the options' final values (parsed flags or a config)."""
+    """The overrides: "name=value" for each option of `recipe` (for `stage`) given with a value
+    other than the recipe's; `values` holds the options' final values (parsed flags or a
+    config)."""
     given = set(given)
     out = []
     for name, setting in getattr(recipe, stage).items():
@@ -204,6 +205,12 @@ def apply(
     """`fill` then `overrides` on the parsed flags: -> the overrides."""
     fill(recipe, stage, args, given)
     return overrides(recipe, stage, vars(args), given)
+
+
+def describe(recipe: Recipe, overrides: Sequence[str]) -> str:
+    """One line for the log: the recipe, what it is, and the options given over it."""
+    over = f"; given over it: {', '.join(overrides)}" if overrides else ""
+    return f"recipe {recipe.name}: {recipe.summary}{over}"
 
 
 def _normal(value: Any) -> Any:

@@ -188,3 +188,11 @@ def test_bad_recipe_input_is_one_line_and_exit_2(tmp_path, module, argv, message
     assert run.returncode == 2 and message in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_log_line_names_the_recipe_and_what_was_given_over_it():
+    paper = recipes.get("paper")
+    assert recipes.describe(paper, ("steps=600",)) == (
+        f"recipe paper: {paper.summary}; given over it: steps=600"
+    )
+    assert recipes.describe(paper, ()) == f"recipe paper: {paper.summary}"

@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.lr_scheduler import MultiStepLR
 from tqdm import tqdm
 
-from segcore import storage
+from segcore import recipes, storage
 from segcore.cli import UsageError, run_cli
 from segcore.config import to_dict
 from segcore.device import resolve_device
@@ -196,9 +196,9 @@ def main(argv=None) -> int:
             f"{len(val_urls)} hold-out shards, batch {cfg.batch_size} = {cfg.world_size} x "
             f"{cfg.per_rank_batch}, device {device}, amp {'bf16' if use_amp else 'off'}, "
             f"steps {start} -> {cfg.steps}"
-            + (f", recipe {cfg.recipe}" if cfg.recipe != "auto" else "")
-            + (f" (overridden: {', '.join(cfg.overrides)})" if cfg.overrides else "")
         )
+        if cfg.recipe != recipes.DEFAULT:
+            tqdm.write(f"trainer: {recipes.describe(recipes.get(cfg.recipe), cfg.overrides)}")
         pool_size = pool.pool_samples(train_urls, data.count_samples)
         tqdm.write(pool.reuse_line(cfg.steps, cfg.batch_size, pool_size, len(train_urls)))
 
