@@ -21,6 +21,10 @@ Classes: `num_classes` (1000) is read from `shared.weight`; `generate(z, labels)
 labels with `shared` and feeds the embedding to every block, as ajbrock's `G(z, G.shared(y))`.
 Which classes the samples get is the caller's: `--classes` (generator/classes.py).
 
+GPU options, as for `--gan bigbigan`: `precision` "fp32" | "bf16" | "fp16" (autocast; the output
+is float32) and `compile` (torch.compile); from the command line BIGGAN_PRECISION and
+BIGGAN_COMPILE=1 in the environment.
+
 Refused with one line: a checkpoint of another family or resolution, such as BigBiGAN's (same
 keys and shapes, but the authors' conversion repeats BigBiGAN's one class embedding, so all
 rows of `shared.weight` are equal) or a file written by `python -m generator.convert`.
@@ -28,11 +32,13 @@ rows of `shared.weight` are equal) or a file written by `python -m generator.con
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
 
 from generator.gans.base import NoEncoderError
+from generator.gans.bigbigan_torch import PRECISIONS
 from generator.gans.biggan_layers import (
     BigGANConfig,
     BigGANGenerator,
@@ -56,13 +62,35 @@ class BigGANTorch:
     differentiable = True
     has_encoder = False
 
-    def __init__(self, model: BigGANGenerator, device, *, random_weights: bool = False):
+    def __init__(
+        self,
+        model: BigGANGenerator,
+        device,
+        *,
+        precision: str = "fp32",
+        compile: bool = False,
+        compile_mode: str | None = None,
+        random_weights: bool = False,
+    ):
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self._device = torch.device(device)
         self.model = model.to(self._device).eval().requires_grad_(False)
         self.latent_dim = model.config.dim_z
         self.resolution = 128
         self.num_classes = model.config.n_classes
+        self.precision = precision
         self.random_weights = random_weights
+        # as the BigBiGAN port: static shapes (a smaller last batch costs one recompile)
+        self._forward = (
+            torch.compile(self._conditional, dynamic=False, mode=compile_mode)
+            if compile
+            else self._conditional
+        )
+        self.compiled = compile
+
+    def _conditional(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.model(z, self.model.shared(labels))
 
     @property
     def device(self) -> torch.device:
@@ -80,7 +108,10 @@ class BigGANTorch:
         if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
             raise ValueError(f"labels must be in 0..{self.num_classes - 1}")
         z = z.to(self._device, torch.float32)
-        return self.model(z, self.model.shared(labels)).float()
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(self._device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
+            x = self._forward(z, labels)
+        return x.float()
 
     def encode(self, x):
         raise NoEncoderError("biggan has no encoder")
@@ -131,11 +162,25 @@ def build_model(weights: str | None, seed: int = 0) -> tuple[BigGANGenerator, bo
     return model.eval(), False
 
 
-def build(weights: str | None = None, device="cpu") -> BigGANTorch:
-    """Registry factory (generator/gans/__init__.py): `--gan biggan --weights FILE|random`."""
+def build(
+    weights: str | None = None,
+    device="cpu",
+    *,
+    precision: str | None = None,
+    compile: bool | None = None,
+) -> BigGANTorch:
+    """Registry factory (generator/gans/__init__.py): `--gan biggan --weights FILE|random`.
+    GPU options as for `--gan bigbigan`, from the environment: BIGGAN_PRECISION
+    (fp32 | bf16 | fp16, autocast; the output is float32) and BIGGAN_COMPILE=1."""
+    if precision is None:
+        precision = os.environ.get("BIGGAN_PRECISION", "fp32")
+    if compile is None:
+        compile = os.environ.get("BIGGAN_COMPILE", "0") not in ("", "0")
     model, is_random = build_model(weights)
     if is_random:
         print(
             "biggan: RANDOM weights (--weights random): for tests/benchmarks only", file=sys.stderr
         )
-    return BigGANTorch(model, device, random_weights=is_random)
+    return BigGANTorch(
+        model, device, precision=precision, compile=compile, random_weights=is_random
+    )

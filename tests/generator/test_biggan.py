@@ -208,3 +208,20 @@ def test_folded_model_matches_unfolded_reference_forward():
     for name, m in model.named_modules():
         if name in ref_w:
             assert torch.equal(m.weight, ref_w[name]), name
+
+
+def test_bf16_autocast_is_close_to_fp32_and_options_come_from_the_environment(
+    ckpt, backend, monkeypatch
+):
+    monkeypatch.setenv("BIGGAN_PRECISION", "bf16")
+    bf = build(str(ckpt), "cpu")
+    assert bf.precision == "bf16" and not bf.compiled
+    z = torch.randn(2, 120, generator=torch.Generator().manual_seed(4))
+    labels = torch.tensor([10, 20])
+    with torch.no_grad():
+        a, b = backend.generate(z, labels), bf.generate(z, labels)
+    assert b.dtype == torch.float32
+    assert 0 < (a - b).abs().mean() < 0.05
+    monkeypatch.setenv("BIGGAN_PRECISION", "fp64")
+    with pytest.raises(UsageError, match="precision must be one of"):
+        build(str(ckpt), "cpu")
