@@ -127,7 +127,9 @@ def _score_resume_state(cfg, dirs, latent_dim: int) -> dict[int, dict]:
         old = json.loads(storage.read_bytes(cfg_url))
     except ValueError as err:
         raise UsageError(f"{storage.redact(cfg_url)} is not valid JSON: {err}") from err
-    chash, sha = cfgio.config_hash(cfg, exclude=SCORE_RESUME_FREE), _sha(dirs)
+    from generator.directions.config import resume_hash
+
+    chash, sha = resume_hash(cfg, SCORE_RESUME_FREE), _sha(dirs)
     if old.get("config_hash") != chash or old.get("directions_sha") != sha:
         diff = cfgio.differences(old.get("config", {}), cfg, ignore=SCORE_RESUME_FREE)
         if old.get("directions_sha") != sha:
@@ -155,6 +157,7 @@ def run_score(cfg) -> int:
     import torch
 
     from generator.directions.backend import backend_classes
+    from generator.directions.config import resume_hash
     from generator.directions.loading import load_directions
     from generator.directions.operators import AffinePair
     from generator.directions.pick import pick_direction, write_direction_file
@@ -200,7 +203,7 @@ def run_score(cfg) -> int:
     known = _score_resume_state(cfg, dirs, backend.latent_dim)
     if known:
         print(f"reusing {len(known)} directions already scored in {out}", file=sys.stderr)
-    chash = cfgio.config_hash(cfg, exclude=SCORE_RESUME_FREE)
+    chash = resume_hash(cfg, SCORE_RESUME_FREE)
     storage.write_bytes_atomic(
         storage.join(out, "config.json"),
         cfgio.dump_json(cfg, config_hash=chash, directions_sha=_sha(dirs)).encode(),

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from segcore import config as cfgio
+
+# Fields added after runs were first written, hashed only when set away from these values, so
+# that a run started before they existed (its hash made without them) still resumes.
+HASH_ONLY_WHEN_SET = {"truncation": 1.0, "classes": None}
+
+
+def resume_hash(cfg, exclude: tuple[str, ...]) -> str:
+    """The config hash a resumed run must match: `exclude` (the options free to change) and
+    the HASH_ONLY_WHEN_SET fields at their neutral value are left out."""
+    unset = tuple(k for k, v in HASH_ONLY_WHEN_SET.items() if getattr(cfg, k, v) == v)
+    return cfgio.config_hash(cfg, exclude=tuple(exclude) + unset)
+
 
 @dataclass(frozen=True)
 class ScoreConfig:

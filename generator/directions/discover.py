@@ -26,7 +26,7 @@ from generator.directions.backend import (
     require_differentiable,
     sample_labels,
 )
-from generator.directions.config import DiscoverConfig
+from generator.directions.config import DiscoverConfig, resume_hash
 from generator.directions.deformator import OrthogonalDeformator
 from generator.directions.reconstructor import Reconstructor
 from generator.gans.base import check_prior, generate_images, map_prior
@@ -100,7 +100,7 @@ def discover(backend, cfg: DiscoverConfig, *, resume: bool = False, progress: bo
     opt_d = torch.optim.Adam(deformator.parameters(), lr=cfg.lr)
     opt_r = torch.optim.Adam(reconstructor.parameters(), lr=cfg.lr)
     history = {"step": [], "accuracy": [], "loss": [], "shift_l1": []}
-    chash = cfgio.config_hash(cfg, exclude=RESUME_FREE)
+    chash = resume_hash(cfg, RESUME_FREE)
     start = 0
 
     ckpt = checkpoint_url(cfg.out) if cfg.out else None

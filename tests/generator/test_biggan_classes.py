@@ -257,3 +257,28 @@ def test_generator_cli_refuses_out_of_range_classes_in_one_line(ckpt, tmp_path):
         "this GAN has classes 0..999"
     ], proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_direction_runs_started_before_classes_existed_still_resume():
+    """discover/score refuse to resume a run whose config hash differs; a run written before
+    `truncation` and `classes` existed hashed its config without them, and so does
+    resume_hash while they are at their neutral values."""
+    import dataclasses
+    import hashlib
+
+    from generator.directions.config import DiscoverConfig, ScoreConfig, resume_hash
+    from generator.directions.discover import RESUME_FREE
+
+    def old_hash(cfg, free):
+        d = {k: v for k, v in dataclasses.asdict(cfg).items()
+             if k not in (*free, "truncation", "classes")}  # fmt: skip
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    cfg = DiscoverConfig(gan="biggan", out="d.pt", k=3, steps=2)
+    assert resume_hash(cfg, RESUME_FREE) == old_hash(cfg, RESUME_FREE)
+    assert resume_hash(dataclasses.replace(cfg, classes="1-3"), RESUME_FREE) != old_hash(
+        cfg, RESUME_FREE
+    )
+    score = ScoreConfig(gan="biggan", directions="coords", out="s")
+    assert resume_hash(score, ("out",)) == old_hash(score, ("out",))
