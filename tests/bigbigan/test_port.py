@@ -152,3 +152,24 @@ def test_bad_checkpoints_exit_2_with_one_line(tmp_path):
         lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
         assert len(lines) == 1 and expect in lines[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_output_bn_eps_follows_the_recorded_source(tmp_path):
+    """A plain state dict runs ajbrock's output BN (eps 1e-5), a file written by the converter
+    TF-Hub's (1e-4); an unknown or missing record is a one-line error."""
+    _, state = _small_state()
+    state["output_layer.0.stored_var"] = torch.full((4,), 2e-5)  # small: the eps shows
+    torch.save(state, tmp_path / "plain.pth")
+    torch.save({"state_dict": state, "source": "tf-hub"}, tmp_path / "hub.pth")
+    plain, hub = build(str(tmp_path / "plain.pth")), build(str(tmp_path / "hub.pth"))
+    assert plain.model.config.out_bn_eps == 1e-5 and hub.model.config.out_bn_eps == 1e-4
+    assert plain.model.output_layer[0].eps == 1e-5 and hub.model.output_layer[0].eps == 1e-4
+    z = torch.randn(2, 120, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert (plain.generate(z) - hub.generate(z)).abs().max() > 1e-2
+    torch.save({"state_dict": state, "source": "somewhere"}, tmp_path / "odd.pth")
+    with pytest.raises(UsageError, match="records source 'somewhere'"):
+        build(str(tmp_path / "odd.pth"))
+    torch.save({"state_dict": state}, tmp_path / "bare.pth")
+    with pytest.raises(UsageError, match="no 'source' string"):
+        build(str(tmp_path / "bare.pth"))
