@@ -46,6 +46,8 @@ _CONFIG_HELP = {
     "labeler": "--mask labeler: the SUPERVISED saliency model whose masks replace the latent "
     "shift's (Table 6; the run is then not unsupervised; none: u2net)",
     "labeler_weights": "--mask labeler: the labeler's checkpoint (u2net.pth or u2netp.pth)",
+    "bg_threshold": "--mask bg-removal: object where the RGB mean of G(z + r h), on [0, 1], "
+    "is below this (Voynov & Babenko's mask_thr)",
 }
 _RAY_HELP = {
     "workers": "Ray actors (none: one per GPU, else one per --cpus-per-worker CPUs)",
@@ -68,6 +70,7 @@ _SAMPLE_OPTIONS += ("latents_target", "image_format", "direction_scale", "recipe
 _SAMPLE_OPTIONS += ("truncation",)
 _SAMPLE_OPTIONS += ("labeler", "labeler_weights")
 _SAMPLE_OPTIONS += ("classes",)
+_SAMPLE_OPTIONS += ("bg_threshold",)
 CLASSES_HELP = (
     "a class-conditional GAN (biggan): the classes each sample's class is drawn from, "
     "uniformly: ids and ranges such as '1,5,10-20' (ImageNet ids 0..999), or a file of them "
@@ -134,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=MASK_AUTO,
         help=f"{MASK_AUTO}: 'affine' (Appendix B) when the direction file carries fitted "
         "operators (written by 'directions score --pick'), else 'lighter' (the paper's rule); "
-        f"'{labelers.LABELER_MASK}': masks from --labeler on G(z), a SUPERVISED model "
+        "'bg-removal': Voynov & Babenko's rule for BigGAN's background-removal direction "
+        f"(section 4.4, docs/biggan.md); '{labelers.LABELER_MASK}': masks from --labeler on "
+        "G(z), a SUPERVISED model "
         "(docs/labelers.md) (default: %(default)s)",
     )
     where = p.add_argument_group("where and how it runs")

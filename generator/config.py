@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from generator.filters import FILTERS, FilterSettings
 from generator.gans import DEFAULT_GAN
 from generator.labelers import LABELER_MASK
-from generator.masks import MASKS
+from generator.masks import BG_THRESHOLD, MASKS
 from segcore.config import config_hash
 from segcore.schema import IMAGE_FORMATS
 
@@ -37,6 +37,8 @@ HASH_EXCLUDE += ("labeler_weights",)
 HASH_ONLY_WHEN_SET.update(labeler=None, labeler_sha256=None)
 # --classes: a conditional GAN's class ids (None: all its classes, or an unconditional GAN)
 HASH_ONLY_WHEN_SET["classes"] = None
+# --mask bg-removal's threshold (generator/masks.py): hashed only away from its default
+HASH_ONLY_WHEN_SET["bg_threshold"] = BG_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class GeneratorConfig:
     # --classes of a class-conditional GAN, resolved to sorted ids (generator/classes.py); each
     # sample's class is drawn uniformly from them (None: from all the GAN's classes)
     classes: tuple[int, ...] | None = None
+    # --mask bg-removal (Voynov & Babenko's rule): object where the RGB mean of G(z + r h),
+    # on [0, 1], is below this
+    bg_threshold: float = BG_THRESHOLD
 
     def __post_init__(self):
         object.__setattr__(self, "min_fraction", self.min_fraction + 0.0)  # -0.0 -> 0.0
@@ -140,6 +145,14 @@ class GeneratorConfig:
                 self.mask != LABELER_MASK or "histogram" not in self.filters,
                 "the histogram filter judges the shifted image, which --mask labeler does not "
                 "render; leave it out of --filters",
+            ),
+            (
+                0 < self.bg_threshold <= 1,
+                f"--bg-threshold must be in (0, 1], got {self.bg_threshold}",
+            ),
+            (
+                self.bg_threshold == BG_THRESHOLD or self.mask == "bg-removal",
+                "--bg-threshold is the threshold of --mask bg-removal, which is not chosen",
             ),
         ]
         for ok, message in checks:

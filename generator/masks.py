@@ -3,7 +3,8 @@ any device.
 
 All functions take raw generator outputs in [-1, 1], shape [N, 3, H, W], and return bool masks
 [N, H, W] (True = object). `img` is G(z), `shifted` is G(z + r h) with h pointing so that the
-object gets LIGHTER.
+object gets LIGHTER, except for "bg-removal", whose h (a conditional BigGAN's "background
+removal" direction) whitens the background.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import torch
 
 from generator.directions.operators import AffinePair, assignment, pixel_errors
 
-MASKS = ("lighter", "mean", "affine")
+MASKS = ("lighter", "mean", "affine", "bg-removal")
+# "bg-removal": the default mask threshold of Voynov & Babenko's code (mask_thr, on [0, 1])
+BG_THRESHOLD = 0.95
 
 # ITU-R BT.601 luma, the weights of the authors' rgb2gray
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
@@ -35,6 +38,14 @@ def mean_mask(shifted: torch.Tensor) -> torch.Tensor:
     """M = gray(G(z')) > mean(gray(G(z'))) per image, strict ("mean threshold", Flowers)."""
     g = gray(shifted)
     return g > g.mean(dim=(1, 2), keepdim=True)
+
+
+def bg_removal_mask(shifted: torch.Tensor, threshold: float = BG_THRESHOLD) -> torch.Tensor:
+    """Voynov & Babenko (2020)'s masks, as their code's default ("intensity") makes them:
+    the RGB mean of G(z + r h) brought to [0, 1], strictly below `threshold` is object; the
+    background-removal shift has turned the rest (nearly) white. G(z) plays no part."""
+    intensity = 0.5 * shifted.mean(dim=1) + 0.5  # their [-1, 1] -> [0, 1], in this order
+    return intensity < threshold
 
 
 def affine_mask(
@@ -60,7 +71,9 @@ def make_masks(
     shifted: torch.Tensor,
     operators: torch.Tensor | None = None,
     bright_operator: int | None = None,
+    threshold: float = BG_THRESHOLD,
 ) -> torch.Tensor:
+    """`threshold` is the "bg-removal" rule's; the other rules ignore it."""
     if kind == "lighter":
         return lighter_mask(img, shifted)
     if kind == "mean":
@@ -69,4 +82,6 @@ def make_masks(
         if operators is None or bright_operator is None:
             raise ValueError("the affine mask needs the direction file's operators")
         return affine_mask(img, shifted, operators, bright_operator)
+    if kind == "bg-removal":
+        return bg_removal_mask(shifted, threshold)
     raise ValueError(f"unknown mask {kind!r}; choose one of {', '.join(MASKS)}")

@@ -112,7 +112,8 @@ class ShardMaker:
                     for i in range(0, len(img), CPU_CHUNK)
                 ]
             )
-        return make_masks(cfg.mask, img, shifted, self.operators, cfg.bright_operator)
+        ops = (self.operators, cfg.bright_operator)
+        return make_masks(cfg.mask, img, shifted, *ops, threshold=cfg.bg_threshold)
 
     def _stage(self, out: torch.Tensor, need: int):
         """One rendered batch -> (reason [n] int8 numpy, kept positions (at most `need`),
