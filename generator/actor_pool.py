@@ -1,8 +1,10 @@
 """The generator driver's actors as the cluster places them (generator.ray_runner).
 
 An actor is `starting` from its creation until it answers `ready()` (Ray has placed it and
-it has loaded the GAN); only then does it count as `ready` and get shards. A dead actor is
-killed and replaced by a new one, which Ray places when the cluster has room for it.
+it has loaded the GAN); only then does it count as `ready` and get shards. Ray itself places a
+waiting actor as soon as a node with room joins (or the autoscaler adds one), so the pool only
+waits for `ready()` and needs no polling of its own. A dead actor is killed and replaced by a
+new one, which Ray places when the cluster has room for it.
 """
 
 from __future__ import annotations

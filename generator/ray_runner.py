@@ -260,6 +260,7 @@ def run_shards(
                 try:
                     pool.nodes[aid] = ray.get(ref)["node"]
                     pool.load[aid] = 0
+                    print(f"generator: worker ready on {pool.nodes[aid]}", flush=True)
                     waiting_said = False
                 except ray.exceptions.RayActorError as err:
                     if err.actor_init_failed:  # the GAN cannot load: no actor ever will
