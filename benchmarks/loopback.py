@@ -162,6 +162,7 @@ def _bucket_ready(endpoint: str) -> bool:
 
 
 HEAD = "127.0.0.2"
+UP_LINE = "This command will now block forever"  # `ray start --block`, once its node is up
 
 
 def node_ip(k: int) -> str:
@@ -230,7 +231,17 @@ class RayCluster:
             "RAY_agent_register_timeout_ms": "300000",
         }
         self.procs: dict[str, subprocess.Popen] = {}
-        self.node_ports: dict[str, list[str]] = {}
+        try:
+            for _ in range(3):  # a head can miss `ray start`'s 30 s too (see add_node)
+                if self._start_head(dashboard):
+                    return
+            raise RuntimeError(f"the Ray head did not come up:\n{self._log_tail(HEAD)}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_head(self, dashboard: bool) -> bool:
+        """Start the head on fresh ports; -> whether it came up."""
         self.gcs_port, client = free_port(HEAD), free_port(HEAD)
         self.address = f"ray://{HEAD}:{client}"  # Ray Client: a driver needs no node of its own
         self.gcs = f"{HEAD}:{self.gcs_port}"
@@ -244,25 +255,25 @@ class RayCluster:
             self.dashboard_url = f"http://{HEAD}:{port}"
         else:
             args += ["--include-dashboard=false"]
-        try:
-            self._start(HEAD, args)
-            self.wait_for_node(HEAD)
-            wait_for_port(HEAD, client, 120)
-            if dashboard:
-                wait_for_port(HEAD, port, 120)
-        except BaseException:
-            self.stop()
-            raise
+        if not self._up(HEAD, self._start(HEAD, args)):
+            return False
+        wait_for_port(HEAD, client, 120)
+        if dashboard:
+            wait_for_port(HEAD, port, 120)
+        return True
 
-    def _ports(self, ip: str) -> list[str]:
+    @staticmethod
+    def _ports(ip: str) -> list[str]:
         names = ("node-manager", "object-manager", "metrics-export", "dashboard-agent-listen")
         names += ("dashboard-agent-grpc", "runtime-env-agent")
-        self.node_ports[ip] = [f"--{name}-port={free_port(ip)}" for name in names]
-        return self.node_ports[ip]
+        return [f"--{name}-port={free_port(ip)}" for name in names]
 
-    def _start(self, name: str, args: list[str]) -> None:
+    def _start(self, name: str, args: list[str]) -> int:
+        """Start `ray start --block ARGS` as node `name`; -> where its output starts in the log."""
+        path = self.folder / f"{name}.log"
+        offset = path.stat().st_size if path.exists() else 0
         ray = str(Path(sys.executable).with_name("ray"))
-        with open(self.folder / f"{name}.log", "ab") as log:
+        with open(path, "ab") as log:
             self.procs[name] = subprocess.Popen(
                 [ray, "start", "--block", "--disable-usage-stats", *args],
                 stdout=log,
@@ -270,35 +281,37 @@ class RayCluster:
                 env=self.env,
                 start_new_session=True,
             )
+        return offset
 
-    def add_node(self, ip: str, cpus: int = 1, wait: bool = True) -> None:
-        """Start a node of `cpus` CPUs at `ip`; with `wait`, return once it is up: its raylet
-        and its dashboard agent listen (the raylet registers with the head first, and stops
-        if the agent does not come up)."""
-        ports = self._ports(ip)
-        join = [f"--address={self.gcs}", f"--node-ip-address={ip}", f"--num-cpus={cpus}"]
-        self._start(ip, [*join, *ports])
-        if wait:
-            self.wait_for_node(ip, ports)
+    def _up(self, name: str, offset: int, timeout_s: float = 300) -> bool:
+        """Wait until `ray start` says the node is up (printed once it has registered with the
+        head); -> False if it exited first or took over `timeout_s` (then it is stopped)."""
+        path = self.folder / f"{name}.log"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with open(path, "rb") as log:
+                log.seek(offset)
+                if UP_LINE in log.read().decode(errors="replace"):
+                    return True
+            if self.procs[name].poll() is not None:
+                break
+            time.sleep(0.3)
+        stop_group(self.procs.pop(name), signal.SIGKILL)  # with whatever it had started
+        return False
 
-    def wait_for_node(self, ip: str, ports: list[str] | None = None, timeout_s=300) -> None:
-        ports = ports or self.node_ports[ip]
-        for name in ("--node-manager-port", "--dashboard-agent-listen-port"):
-            port = next(int(p.split("=")[1]) for p in ports if p.startswith(name))
-            deadline = time.monotonic() + timeout_s
-            while not self._listens(ip, port):
-                if not self.alive(ip) or time.monotonic() > deadline:
-                    log = (self.folder / f"{ip}.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"Ray node {ip} did not come up; its log:\n{log}")
-                time.sleep(0.3)
+    def _log_tail(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")[-2000:]
 
-    @staticmethod
-    def _listens(ip: str, port: int) -> bool:
-        try:
-            socket.create_connection((ip, port), 1).close()
-            return True
-        except OSError:
-            return False
+    def add_node(self, ip: str, cpus: int = 1, tries: int = 3) -> None:
+        """Start a node of `cpus` CPUs at `ip` and return once it is up. `ray start` gives a
+        node 30 s to register with the head and then exits; under load on 2 cores that was
+        not always enough, so a node that does not come up is started again, up to `tries`
+        times."""
+        for _ in range(tries):
+            join = [f"--address={self.gcs}", f"--node-ip-address={ip}", f"--num-cpus={cpus}"]
+            if self._up(ip, self._start(ip, [*join, *self._ports(ip)])):
+                return
+        raise RuntimeError(f"Ray node {ip} did not come up in {tries} tries:\n{self._log_tail(ip)}")
 
     def alive(self, ip: str) -> bool:
         return ip in self.procs and self.procs[ip].poll() is None

@@ -53,19 +53,34 @@ def _made(out: Path) -> int:
 
 
 def _start_driver(cluster: RayCluster, out: Path, shards: int, workers: int) -> subprocess.Popen:
+    """The driver, its stdout and stderr in files next to `out` (read while it runs)."""
     args = [*ARGS, "--shards", str(shards), "--workers", str(workers), "--out", str(out)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "generator", *args, "--address", cluster.address],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cluster.env,
-    )
+    with open(f"{out}.stdout", "w") as stdout, open(f"{out}.stderr", "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "generator", *args, "--address", cluster.address],
+            stdout=stdout,
+            stderr=stderr,
+            env=cluster.env,
+        )
 
 
-def _wait_for_shards(driver: subprocess.Popen, out: Path, n: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and driver.poll() is None and _made(out) < n:
+def _said(out: Path) -> str:
+    return Path(f"{out}.stdout").read_text()
+
+
+def _finish(driver: subprocess.Popen, out: Path) -> str:
+    """Wait for the driver; -> its stdout (its exit status checked)."""
+    driver.wait(timeout=600)
+    assert driver.returncode == 0, Path(f"{out}.stderr").read_text()[-3000:]
+    return _said(out)
+
+
+def _wait_for(driver: subprocess.Popen, out: Path, shards: int, line: str = "") -> None:
+    """Until `shards` shard records exist and the driver has said `line`."""
+    deadline = time.monotonic() + 300
+    while driver.poll() is None and time.monotonic() < deadline:
+        if _made(out) >= shards and line in _said(out):
+            return
         time.sleep(0.2)
 
 
@@ -81,22 +96,21 @@ def _per_node(stdout: str) -> dict[str, int]:
 
 
 def test_a_node_joining_mid_run_gets_the_waiting_actor(cluster, reference, tmp_path):
-    """--workers 2 with one 1-CPU node: the run starts on it; a second node joins after the
-    first shard, Ray places the waiting actor there, and it makes shards too."""
+    """--workers 2 with one 1-CPU node: the run starts on it; a second node joins while it
+    goes, Ray places the waiting actor there, and it makes shards too."""
     for ip in [ip for ip in list(cluster.procs) if ip not in (A, "127.0.0.2")]:
         cluster.kill_node(ip)  # only A, whatever ran before
     if not cluster.alive(A):
         cluster.add_node(A)
     out = tmp_path / "run"
     driver = _start_driver(cluster, out, MOST, workers=2)
-    _wait_for_shards(driver, out, 1, 300)
-    made_before_join = _made(out)
-    cluster.add_node(B)  # returns once the node is up
+    _wait_for(driver, out, 0, f"worker ready on {A}")  # the run has started on A alone
+    cluster.add_node(B)  # returns once the node is up (tens of seconds on a busy machine)
     made_when_joined = _made(out)
-    stdout, stderr = driver.communicate(timeout=600)
-    assert driver.returncode == 0, stderr[-3000:]
-    assert 1 <= made_before_join <= made_when_joined < MOST
+    stdout = _finish(driver, out)
+    assert made_when_joined < MOST, "the run ended before the node joined: a busier machine"
     assert "2 workers requested, the cluster has room for 1 now" in stdout
+    assert f"worker ready on {B}" in stdout
     per_node = _per_node(stdout)
     assert set(per_node) == {A, B} and per_node[B] >= 1, (made_when_joined, stdout)
     assert sum(per_node.values()) == MOST
@@ -112,13 +126,13 @@ def test_a_node_lost_mid_run_and_more_workers_than_room(cluster, reference, tmp_
     shards = 8
     out = tmp_path / "run"
     driver = _start_driver(cluster, out, shards, workers=3)
-    _wait_for_shards(driver, out, 1, 300)
+    _wait_for(driver, out, 1, f"worker ready on {B}")  # B's actor has shards in flight
     made_before_kill = _made(out)
     cluster.kill_node(B)  # the node is lost
-    stdout, stderr = driver.communicate(timeout=600)
-    assert driver.returncode == 0, stderr[-3000:]
+    stdout = _finish(driver, out)
     assert 1 <= made_before_kill < shards
     assert "3 workers requested, the cluster has room for 2 now" in stdout
+    assert f"lost the worker on {B}" in stdout
     config, _ = small_config(shards=shards, **OPTIONS)
     assert json.loads((out / "config.json").read_text())["config_hash"] == config.hash
     assert _shas(out) == {i: reference[i] for i in range(shards)}
