@@ -123,10 +123,12 @@ def test_a_node_lost_mid_run_and_more_workers_than_room(cluster, reference, tmp_
     for ip in (A, B):
         if not cluster.alive(ip):
             cluster.add_node(ip)
-    shards = 8
+    # enough shards that the run cannot end between B's worker taking its first shard and the
+    # kill (with 8, an idle machine finished them first and no loss was there to see)
+    shards = MOST
     out = tmp_path / "run"
     driver = _start_driver(cluster, out, shards, workers=3)
-    _wait_for(driver, out, 1, f"worker ready on {B}")  # B's actor has shards in flight
+    _wait_for(driver, out, 2, f"worker ready on {B}")  # B's actor has shards in flight
     made_before_kill = _made(out)
     cluster.kill_node(B)  # the node is lost
     stdout = _finish(driver, out)
