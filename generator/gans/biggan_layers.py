@@ -26,12 +26,12 @@ the SN eps, and each backend sets them for the model its weights come from.
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generator.state_dicts import is_tensor_dict, load_file, mismatches
 from segcore.cli import UsageError
 
 
@@ -325,22 +325,14 @@ def read_checkpoint(path: str, what: str) -> tuple[dict, dict]:
     from segcore import storage
 
     shown = storage.redact(path)
-    if not storage.exists(path):
-        raise UsageError(f"{what} checkpoint not found: {shown}")
-    try:
-        obj = torch.load(
-            io.BytesIO(storage.read_bytes(path)), map_location="cpu", weights_only=True
-        )
-    except Exception as err:  # any unpickling failure is a bad file, reported in one line
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UsageError(f"cannot read checkpoint {shown}: {msg}") from None
+    obj = load_file(path, f"{what} checkpoint")
     record: dict = {}
     if isinstance(obj, dict) and "state_dict" in obj:
         record = {k: v for k, v in obj.items() if k != "state_dict"}
         obj = obj["state_dict"]
         if not isinstance(record.get("source"), str):
             raise UsageError(f"{shown} holds a 'state_dict' but no 'source' string")
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not is_tensor_dict(obj):
         raise UsageError(f"{shown} is not a state dict of tensors")
     return obj, record
 
@@ -353,20 +345,7 @@ def load_strict(model: BigGANGenerator, state: dict, source: str) -> None:
     anvoynov/BigGANsAreWatching tf_tools/tf_to_torch.py); `fold()` writes their value."""
     expected = model.state_dict()
     optional = {k for k in expected if k.endswith(".sv0")}
-    missing = sorted(k for k in expected if k not in state and k not in optional)
-    unexpected = sorted(k for k in state if k not in expected)
-    wrong = sorted(
-        f"{k} {list(state[k].shape)} (expected {list(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if items:
-            shown = ", ".join(items[:8]) + (
-                f", ... ({len(items) - 8} more)" if len(items) > 8 else ""
-            )
-            problems.append(f"{len(items)} {label}: {shown}")
+    problems = mismatches(expected, state, optional, shown=8)
     if problems:
         raise UsageError(
             f"checkpoint {source} does not match BigGAN-128 ch={model.config.ch}: "

@@ -32,6 +32,7 @@ from generator.gans.stylegan2_model import (
     StyleGAN2Generator,
     config_from_state_dict,
 )
+from generator.state_dicts import mismatches
 from segcore.cli import UsageError
 
 # the top-level keys of the port's checkpoints (convert_weight.py and train.py)
@@ -72,18 +73,7 @@ def read_checkpoint(path: str) -> dict:
 def load_strict(model: StyleGAN2Generator, state: dict, source: str) -> None:
     """load_state_dict(strict=True) with a one-line UsageError naming every mismatch."""
     expected = model.state_dict()
-    missing = sorted(k for k in expected if k not in state)
-    unexpected = sorted(k for k in state if k not in expected)
-    wrong = sorted(
-        f"{k} {list(state[k].shape)} (expected {list(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if items:
-            more = f", ... ({len(items) - 6} more)" if len(items) > 6 else ""
-            problems.append(f"{len(items)} {label}: {', '.join(items[:6])}{more}")
+    problems = mismatches(expected, state)
     if problems:
         c = model.config
         raise UsageError(

@@ -24,13 +24,13 @@ stages. Six side outputs (3x3 conv to one channel, upsampled to the input size) 
 
 from __future__ import annotations
 
-import io
 import sys
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from generator.state_dicts import is_tensor_dict, load_file, mismatches
 from segcore.cli import UsageError
 
 # (block kind, in channels, mid channels, out channels) of stage1..stage6 and stage5d..stage1d
@@ -178,16 +178,8 @@ def read_state_dict(path: str) -> dict:
     from segcore import storage
 
     shown = storage.redact(path)
-    if not storage.exists(path):
-        raise UsageError(f"labeler weights not found: {shown}")
-    try:
-        state = torch.load(
-            io.BytesIO(storage.read_bytes(path)), map_location="cpu", weights_only=True
-        )
-    except Exception as err:  # any unpickling failure is a bad file, reported in one line
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UsageError(f"cannot read labeler weights {shown}: {msg}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    state = load_file(path, "labeler weights")
+    if not is_tensor_dict(state):
         raise UsageError(f"labeler weights {shown} are not a state dict of tensors")
     return state
 
@@ -210,18 +202,7 @@ def load_strict(model: U2Net, state: dict, source: str) -> None:
     """load_state_dict(strict=True) with a one-line UsageError listing every mismatch."""
     expected = model.state_dict()
     optional = {k for k in expected if k.endswith(OPTIONAL_SUFFIX)}
-    missing = sorted(k for k in expected if k not in state and k not in optional)
-    unexpected = sorted(k for k in state if k not in expected)
-    wrong = sorted(
-        f"{k} {list(state[k].shape)} (expected {list(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if items:
-            more = f", ... ({len(items) - 6} more)" if len(items) > 6 else ""
-            problems.append(f"{len(items)} {label}: {', '.join(items[:6])}{more}")
+    problems = mismatches(expected, state, optional)
     if problems:
         raise UsageError(
             f"labeler weights {source} do not match {model.variant.upper()}: " + "; ".join(problems)

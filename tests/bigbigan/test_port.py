@@ -145,7 +145,7 @@ def test_bad_checkpoints_exit_2_with_one_line(tmp_path):
     )
     for name, expect in (
         ("missing.pth", "1 missing: linear.bias"),
-        ("garbage.pth", "cannot read checkpoint"),
+        ("garbage.pth", "cannot read BigBiGAN checkpoint"),
     ):
         proc = run_cli("-c", code, str(tmp_path / name))
         assert proc.returncode == 2, proc.stderr

@@ -145,7 +145,7 @@ def test_strict_load_names_missing_unexpected_and_misshaped_keys(tmp_path):
 def test_truncated_and_absent_files_are_one_line_errors(tmp_path, ckpt):
     data = ckpt.read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    assert "cannot read checkpoint" in _error(tmp_path / "cut.pth")
+    assert "cannot read BigGAN checkpoint" in _error(tmp_path / "cut.pth")
     assert "BigGAN checkpoint not found" in _error(tmp_path / "absent.pth")
     with pytest.raises(UsageError, match="needs --weights"):
         build(None)
