@@ -38,6 +38,7 @@ from toyworld.experiment_adapt import (
     world_targets,
 )
 from toyworld.experiment_steps import evaluate, failed_stage
+from trainer.config import TrainConfig
 
 PROG = "world_adapt.py"
 BENCHMARK = Path(__file__).resolve().with_name("pipeline_world.py")
@@ -58,6 +59,39 @@ def seed_list(text: str) -> list[int]:
 def headline(eval_dir: Path) -> dict:
     doc = json.loads((eval_dir / "metrics.json").read_text())
     return {k: doc[k] for k in ("iou", "max_fbeta", "accuracy", "n_images")}
+
+
+def resolved(options: SelfTraining) -> dict:
+    """Every --adapt-* value a run with `options` trains with (the trainer's defaults for those
+    not given): what the JSON records, and what a finished run folder must match."""
+    out = {}
+    for name in (
+        "rounds",
+        "steps",
+        "margin",
+        "keep",
+        "mix",
+        "schedule",
+        "jitter",
+        "flip_tta",
+        "min_scale",
+    ):
+        given = getattr(options, name, None)
+        out[f"adapt_{name}"] = given if given is not None else getattr(TrainConfig, f"adapt_{name}")
+    return out
+
+
+def check_run(unet: Path, options: SelfTraining) -> None:
+    """UsageError when the run folder holds a run trained with other --adapt-* values (a run
+    of an earlier default, say): its numbers would be filed under the wrong options."""
+    saved = json.loads((unet / "config.json").read_text())["config"]
+    differ = [f"{k}: {saved.get(k)} -> {v}" for k, v in resolved(options).items()
+              if saved.get(k) != v]  # fmt: skip
+    if differ:
+        raise UsageError(
+            f"{unet} was trained with other self-training options ({', '.join(differ)}); "
+            "give a --tag or move the folder away"
+        )
 
 
 def signals(unet: Path) -> dict:
@@ -86,12 +120,21 @@ def run_seed(args, seed: int, targets: Path) -> dict:
         shards=SHARDS, samples_per_shard=PER_SHARD, steps=STEPS, width=WIDTH, batch_size=BATCH,
         lr_drop_step=LR_DROP, seed=seed, log_every=100,
     )  # fmt: skip
-    options = SelfTraining(args.rounds, args.adapt_steps, args.margin, args.keep, args.mix)
+    options = SelfTraining(
+        args.rounds,
+        args.adapt_steps,
+        args.margin,
+        args.keep,
+        args.mix,
+        args.schedule,
+        args.jitter,
+    )
     run = args.root / f"s{seed}" / ("self" if not args.tag else f"self_{args.tag}")
     unet = self_train(
         cfg.training(), base / "a" / "shards", SHARDS, base / "a" / "unet", run / "unet",
         targets, options,
     )  # fmt: skip
+    check_run(unet, options)
     row = {"signals": signals(unet)}
     if not args.signals_only:
         row["self"] = headline(evaluate(unet, test, run / "eval", "world (self-trained)"))
@@ -168,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, help="--adapt-margin (none: the trainer's)")
     p.add_argument("--keep", type=float, help="--adapt-keep (none: the trainer's)")
     p.add_argument("--mix", type=float, help="--adapt-mix (none: the trainer's)")
+    p.add_argument("--schedule", help="--adapt-schedule (none: the trainer's)")
+    p.add_argument("--jitter", type=float, help="--adapt-jitter (none: the trainer's)")
     return p
 
 
@@ -198,7 +243,7 @@ def recorded_rows(path: Path, options: SelfTraining, signals_only: bool) -> dict
     if not path.exists():
         return {}
     doc = json.loads(path.read_text())
-    if doc.get("self_training") != (options.args(Path("world_train"))[2:] or "trainer defaults"):
+    if doc.get("self_training") != resolved(options):
         return {}
     rows = {int(s): r for s, r in doc.get("seeds", {}).items()}
     return rows if signals_only else {s: r for s, r in rows.items() if "self" in r}
@@ -207,7 +252,15 @@ def recorded_rows(path: Path, options: SelfTraining, signals_only: bool) -> dict
 def write_results(args, rows: dict) -> dict:
     """ROOT/world_adapt[_TAG].json with this run's seeds and those another run of the same
     options recorded there (runs of disjoint seeds may share a ROOT)."""
-    options = SelfTraining(args.rounds, args.adapt_steps, args.margin, args.keep, args.mix)
+    options = SelfTraining(
+        args.rounds,
+        args.adapt_steps,
+        args.margin,
+        args.keep,
+        args.mix,
+        args.schedule,
+        args.jitter,
+    )
     name = "world_adapt.json" if not args.tag else f"world_adapt_{args.tag}.json"
     rows = {**recorded_rows(args.root / name, options, args.signals_only), **rows}
     rows = dict(sorted(rows.items()))
@@ -222,7 +275,7 @@ def write_results(args, rows: dict) -> dict:
             "targets": TARGETS,
             "test": 1000,
         },
-        "self_training": options.args(Path("world_train"))[2:] or "trainer defaults",
+        "self_training": resolved(options),
         "seeds_finished": sorted(rows),
         "seeds": rows,
         "summary": summary,

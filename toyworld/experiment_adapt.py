@@ -40,10 +40,12 @@ class SelfTraining:
     margin: float | None = None
     keep: float | None = None
     mix: float | None = None
+    schedule: str | None = None
+    jitter: float | None = None
 
     def args(self, images: Path) -> list[str]:
         cmd = ["--adapt-images", str(images)]
-        for name in ("rounds", "steps", "margin", "keep", "mix"):
+        for name in ("rounds", "steps", "margin", "keep", "mix", "schedule", "jitter"):
             value = getattr(self, name)
             cmd += [f"--adapt-{name}", str(value)] if value is not None else []
         return cmd

@@ -41,10 +41,11 @@ from segcore.cli import UsageError
 from segcore.config import to_dict
 from segcore.progress import progress_bar
 from trainer import checkpoint, data, distributed, validate
-from trainer.adapt_config import target_count, total_steps
+from trainer.adapt_config import lr_factor, target_count, total_steps
 from trainer.adapt_labels import (
     agreement,
     doubt,
+    jitter,
     masked_loss,
     predict,
     select,
@@ -128,6 +129,7 @@ def run(p: Phase) -> dict:
             p.targets.images, current.labels, current.kept, n_target,
             (cfg.seed, p.rank, step), cfg.adapt_min_scale,
         )  # fmt: skip
+        tx = jitter(tx, cfg.adapt_jitter, (cfg.seed, p.rank, step))
         images = torch.cat([batch["image"][:n_synthetic], torch.from_numpy(tx)])
         synthetic = (batch["mask"][:n_synthetic] >= 128).to(torch.uint8)
         target = torch.cat([synthetic, torch.from_numpy(ty)]).to(device, non_blocking=True)
@@ -137,6 +139,7 @@ def run(p: Phase) -> dict:
         loss = masked_loss(logits, target, cfg.loss)
         p.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        lr = set_lr(p, step)
         p.optimizer.step()
         p.scheduler.step()
         worker, draw, offset = (int(v) for v in batch["pos"])
@@ -160,7 +163,7 @@ def run(p: Phase) -> dict:
                 raise UsageError(
                     data.too_many_message(record["bad_samples"], total * cfg.batch_size, p.spec)
                 )
-            record.update(lr=p.scheduler.get_last_lr()[0], adapt_round=current.round)
+            record.update(lr=lr, adapt_round=current.round)
             if p.is_main:
                 p.book.write(done, record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
@@ -172,6 +175,18 @@ def run(p: Phase) -> dict:
         raise RuntimeError("the data stream yielded more batches than steps")
     bar.close()
     return last_val
+
+
+def set_lr(p: Phase, step: int) -> float:
+    """Set and return the lr of optimizer step `step`: the synthetic schedule's value (the
+    paper's drop included) times --adapt-schedule's factor (trainer/adapt_config.py). The
+    MultiStepLR keeps stepping, so its state in a checkpoint stays what it always was."""
+    cfg = p.cfg
+    base = cfg.lr * (cfg.lr_drop_factor if step >= cfg.lr_drop_step else 1.0)
+    lr = base * lr_factor(cfg, step)
+    for group in p.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
 
 
 def validate_now(p: Phase, done: int) -> dict:

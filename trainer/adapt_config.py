@@ -19,7 +19,7 @@ import math
 # the same weights as a run that had the options from the start.
 ADAPT_KEYS = frozenset(
     {"adapt_images", "adapt_rounds", "adapt_steps", "adapt_margin", "adapt_keep", "adapt_mix",
-     "adapt_flip_tta", "adapt_min_scale"}
+     "adapt_flip_tta", "adapt_min_scale", "adapt_schedule", "adapt_jitter"}
 )  # fmt: skip
 
 HELP = {
@@ -37,17 +37,29 @@ HELP = {
     "images (the rest: synthetic samples)",
     "adapt_flip_tta": "label with the mean of the image's and its mirror image's prediction",
     "adapt_min_scale": "random resized crop of the target images: the smallest area kept",
+    "adapt_jitter": "the student's noise: random brightness, contrast and saturation factors in "
+    "[1 - J, 1 + J] on the target images it trains on (their labels come from the clean "
+    "images); 0: none",
+    "adapt_schedule": "the lr within each self-training round: 'cosine' falls from the run's "
+    "lr at the round's first step towards 0 at its last (so each round's labels, and the final "
+    "model, come from the end of a decay); 'constant' keeps the run's lr",
 }
+
+SCHEDULES = ("cosine", "constant")
 
 
 def check(cfg) -> list[tuple[bool, str]]:
     """(ok, message) for each self-training option of a TrainConfig."""
-    floats = ("adapt_margin", "adapt_keep", "adapt_mix", "adapt_min_scale")
+    floats = ("adapt_margin", "adapt_keep", "adapt_mix", "adapt_min_scale", "adapt_jitter")
     for name in floats:
         value = getattr(cfg, name)
         if not (isinstance(value, int | float) and math.isfinite(value)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
     return [
+        (
+            cfg.adapt_schedule in SCHEDULES,
+            f"--adapt-schedule must be one of {SCHEDULES}, got {cfg.adapt_schedule!r}",
+        ),
         (cfg.adapt_rounds >= 1, f"--adapt-rounds must be >= 1, got {cfg.adapt_rounds}"),
         (cfg.adapt_steps >= 1, f"--adapt-steps must be >= 1, got {cfg.adapt_steps}"),
         (
@@ -56,6 +68,7 @@ def check(cfg) -> list[tuple[bool, str]]:
         ),
         (0 < cfg.adapt_keep <= 1, f"--adapt-keep must be in (0, 1], got {cfg.adapt_keep}"),
         (0 < cfg.adapt_mix <= 1, f"--adapt-mix must be in (0, 1], got {cfg.adapt_mix}"),
+        (0 <= cfg.adapt_jitter < 1, f"--adapt-jitter must be in [0, 1), got {cfg.adapt_jitter}"),
         (
             0 < cfg.adapt_min_scale <= 1,
             f"--adapt-min-scale must be in (0, 1], got {cfg.adapt_min_scale}",
@@ -73,6 +86,16 @@ def total_steps(cfg) -> int:
     if cfg.adapt_images is None:
         return cfg.steps
     return cfg.steps + cfg.adapt_rounds * cfg.adapt_steps
+
+
+def lr_factor(cfg, step: int) -> float:
+    """The self-training lr multiplier at optimizer step `step` (>= --steps): a pure function
+    of the step, so a resumed run uses the same lr. 'cosine' runs 0.5 (1 + cos(pi i / n)) over
+    the round's steps i = 0 .. n-1 (1 at the round's first step, about (pi / 2n)^2 at its last)."""
+    if cfg.adapt_schedule == "constant":
+        return 1.0
+    into_round = (step - cfg.steps) % cfg.adapt_steps
+    return 0.5 * (1.0 + math.cos(math.pi * into_round / cfg.adapt_steps))
 
 
 def target_count(cfg) -> int:

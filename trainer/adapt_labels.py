@@ -143,6 +143,25 @@ def target_batch(
     return out_x, out_y
 
 
+def jitter(images: np.ndarray, strength: float, key: tuple[int, ...]) -> np.ndarray:
+    """The student's noise (Xie et al., Noisy Student, 2020): each uint8 image [N, R, R, 3]
+    gets a random brightness, contrast and saturation factor, each uniform in
+    [1 - strength, 1 + strength] and applied in that order, from a generator of its own keyed
+    by `key` (so the crops and flips drawn from `key` do not change); the labels, made on the
+    clean image, stay. strength 0 returns the images unchanged."""
+    if strength == 0:
+        return images
+    rng = np.random.default_rng([*key, 1])
+    factors = rng.uniform(1.0 - strength, 1.0 + strength, size=(len(images), 3)).astype(np.float32)
+    x = images.astype(np.float32)
+    x *= factors[:, 0, None, None, None]  # brightness
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    x = (x - mean) * factors[:, 1, None, None, None] + mean  # contrast
+    gray = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    x = (x - gray[..., None]) * factors[:, 2, None, None, None] + gray[..., None]  # saturation
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
 def masked_loss(logits: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
     """Mean per-pixel loss over the pixels whose `target` (uint8 [N,H,W]) is not IGNORE;
     0 (with a gradient path) when every pixel is ignored."""

@@ -83,6 +83,8 @@ class TrainConfig:
     adapt_mix: float = 0.5
     adapt_flip_tta: bool = True
     adapt_min_scale: float = 0.5
+    adapt_schedule: str = "cosine"
+    adapt_jitter: float = 0.0
 
     def __post_init__(self):
         floats = ("lr", "lr_drop_factor", "width", "max_bad_fraction", "collective_timeout")
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     # and --workers takes "auto" besides a number.
     added = {"shards", "out", "steps", "batch_size", "per_rank_batch", "world_size", "workers",
              "threads", "recipe", "overrides"}  # fmt: skip
-    choices = {"loss": LOSSES, "amp": AMP_MODES}
+    choices = {"loss": LOSSES, "amp": AMP_MODES, "adapt_schedule": adapt_config.SCHEDULES}
     options.add_options(p, TrainConfig, skip=added, help=HELP, choices=choices)
     p.add_argument(
         "--workers",

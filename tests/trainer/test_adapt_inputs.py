@@ -16,6 +16,7 @@ from trainer import adapt_config, config, target_images
 from trainer.adapt_labels import (
     IGNORE,
     agreement,
+    jitter,
     masked_loss,
     select,
     target_batch,
@@ -179,6 +180,8 @@ def test_options_are_checked_and_shown_in_help():
         ("adapt_keep", 0.0, r"--adapt-keep must be in \(0, 1\]"),
         ("adapt_rounds", 0, r"--adapt-rounds must be >= 1"),
         ("adapt_mix", 0.01, r"takes no target image from a per-rank batch of 8"),
+        ("adapt_jitter", 1.0, r"--adapt-jitter must be in \[0, 1\)"),
+        ("adapt_schedule", "linear", r"--adapt-schedule must be one of"),
     ]:
         with pytest.raises(ValueError, match=message):
             config.TrainConfig(
@@ -189,6 +192,33 @@ def test_options_are_checked_and_shown_in_help():
     cfg = config.TrainConfig(**base, steps=10, adapt_images="d", adapt_rounds=3, adapt_steps=4)
     assert adapt_config.total_steps(cfg) == 22
     assert adapt_config.target_count(config.TrainConfig(**base, per_rank_batch=9)) == 4
+
+
+def test_cosine_restarts_each_round_and_falls_towards_zero():
+    base = {"shards": "x", "out": "y", "steps": 10, "adapt_images": "d", "adapt_steps": 4}
+    cosine = config.TrainConfig(**base, adapt_schedule="cosine")
+    got = [adapt_config.lr_factor(cosine, s) for s in range(10, 18)]
+    half = 0.5 * (1 + np.cos(np.pi / 4))  # 0.854 at the round's second step
+    expect = [1.0, half, 0.5, 1 - half] * 2
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-12)
+    constant = config.TrainConfig(**base, adapt_schedule="constant")
+    assert {adapt_config.lr_factor(constant, s) for s in range(10, 18)} == {1.0}
+
+
+def test_jitter_scales_each_image_by_its_own_draw_and_is_keyed():
+    side = 8
+    gray = np.full((64, side, side, 3), 100, np.uint8)  # contrast and saturation leave it be
+    out = jitter(gray, 0.4, (0, 0, 3))
+    ratio = out[:, 0, 0, 0] / 100.0
+    assert (out == out[:, :1, :1, :1]).all()  # one factor per image, the same on all pixels
+    assert ratio.min() >= 0.6 - 0.006 and ratio.max() <= 1.4 + 0.006 and ratio.std() > 0.1
+    assert np.array_equal(out, jitter(gray, 0.4, (0, 0, 3)))
+    assert not np.array_equal(out, jitter(gray, 0.4, (0, 0, 4)))
+    assert jitter(gray, 0.0, (0, 0, 3)) is gray
+    color = np.zeros((16, side, side, 3), np.uint8)
+    color[..., 0] = 200  # saturated red: saturation and contrast change its channels apart
+    moved = jitter(color, 0.4, (1, 0, 0)).astype(int)
+    assert (moved[..., 1] > 0).any()  # red mixed towards its gray: green rises above 0
 
 
 def test_resume_rule_frees_the_adapt_options_only_before_self_training():

@@ -65,6 +65,9 @@ def test_rounds_log_adapt_later_and_resume_inside_a_round_exactly(shard_dir, tmp
     assert "adapt_agreement" not in rounds[0] and 0 <= rounds[1]["adapt_agreement"] <= 1
     assert [r["step"] for r in log if "loss" in r] == [2, 4, 6, 8, 10]
     assert [r.get("adapt_round") for r in log if "loss" in r] == [None, None, 1, 2, 2]
+    # the cosine restarts each round: steps 5, 7, 9 are 2nd of 3, 1st of 3, 3rd of 3
+    lrs = [r["lr"] for r in log if "loss" in r and r.get("adapt_round")]
+    np.testing.assert_allclose(lrs, [1e-3 * 0.75, 1e-3, 1e-3 * 0.25], rtol=1e-9)
     assert (tmp_path / "a" / "pseudo-labels-r2.pt").exists()
     meta = json.loads((tmp_path / "a" / "model.json").read_text())
     assert meta["steps"] == 10
