@@ -61,21 +61,21 @@ def headline(eval_dir: Path) -> dict:
     return {k: doc[k] for k in ("iou", "max_fbeta", "accuracy", "n_images")}
 
 
+def options_of(args) -> SelfTraining:
+    """The --adapt-* options given on this command line (None: the trainer's default)."""
+    return SelfTraining(
+        args.rounds, args.adapt_steps, args.margin, args.keep, args.mix, args.schedule,
+        args.jitter, args.refine,
+    )  # fmt: skip
+
+
 def resolved(options: SelfTraining) -> dict:
     """Every --adapt-* value a run with `options` trains with (the trainer's defaults for those
     not given): what the JSON records, and what a finished run folder must match."""
     out = {}
-    for name in (
-        "rounds",
-        "steps",
-        "margin",
-        "keep",
-        "mix",
-        "schedule",
-        "jitter",
-        "flip_tta",
-        "min_scale",
-    ):
+    names = ("rounds", "steps", "margin", "keep", "mix", "schedule", "jitter", "refine",
+             "flip_tta", "min_scale")  # fmt: skip
+    for name in names:
         given = getattr(options, name, None)
         out[f"adapt_{name}"] = given if given is not None else getattr(TrainConfig, f"adapt_{name}")
     return out
@@ -120,15 +120,7 @@ def run_seed(args, seed: int, targets: Path) -> dict:
         shards=SHARDS, samples_per_shard=PER_SHARD, steps=STEPS, width=WIDTH, batch_size=BATCH,
         lr_drop_step=LR_DROP, seed=seed, log_every=100,
     )  # fmt: skip
-    options = SelfTraining(
-        args.rounds,
-        args.adapt_steps,
-        args.margin,
-        args.keep,
-        args.mix,
-        args.schedule,
-        args.jitter,
-    )
+    options = options_of(args)
     run = args.root / f"s{seed}" / ("self" if not args.tag else f"self_{args.tag}")
     unet = self_train(
         cfg.training(), base / "a" / "shards", SHARDS, base / "a" / "unet", run / "unet",
@@ -213,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix", type=float, help="--adapt-mix (none: the trainer's)")
     p.add_argument("--schedule", help="--adapt-schedule (none: the trainer's)")
     p.add_argument("--jitter", type=float, help="--adapt-jitter (none: the trainer's)")
+    p.add_argument("--refine", help="--adapt-refine (none: the trainer's)")
     return p
 
 
@@ -252,15 +245,7 @@ def recorded_rows(path: Path, options: SelfTraining, signals_only: bool) -> dict
 def write_results(args, rows: dict) -> dict:
     """ROOT/world_adapt[_TAG].json with this run's seeds and those another run of the same
     options recorded there (runs of disjoint seeds may share a ROOT)."""
-    options = SelfTraining(
-        args.rounds,
-        args.adapt_steps,
-        args.margin,
-        args.keep,
-        args.mix,
-        args.schedule,
-        args.jitter,
-    )
+    options = options_of(args)
     name = "world_adapt.json" if not args.tag else f"world_adapt_{args.tag}.json"
     rows = {**recorded_rows(args.root / name, options, args.signals_only), **rows}
     rows = dict(sorted(rows.items()))

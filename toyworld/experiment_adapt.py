@@ -42,10 +42,11 @@ class SelfTraining:
     mix: float | None = None
     schedule: str | None = None
     jitter: float | None = None
+    refine: str | None = None
 
     def args(self, images: Path) -> list[str]:
         cmd = ["--adapt-images", str(images)]
-        for name in ("rounds", "steps", "margin", "keep", "mix", "schedule", "jitter"):
+        for name in ("rounds", "steps", "margin", "keep", "mix", "schedule", "jitter", "refine"):
             value = getattr(self, name)
             cmd += [f"--adapt-{name}", str(value)] if value is not None else []
         return cmd

@@ -48,10 +48,12 @@ from trainer.adapt_labels import (
     jitter,
     masked_loss,
     predict,
+    refined_stats,
     select,
     target_batch,
     targets,
 )
+from trainer.adapt_refine import refine
 from trainer.target_images import TargetImages
 
 LABELS_FORMAT = "gan-objseg/pseudo-labels/v1"
@@ -238,8 +240,10 @@ def round_labels(
     if not fresh:
         q, kept = read_labels(p, number)
         return RoundLabels(number, q, kept, targets(q, cfg.adapt_margin))
-    q = label_all(p)
-    kept, stats = select(q, cfg.adapt_margin, cfg.adapt_keep)
+    raw, q = label_all(p)
+    kept, stats = select(raw, cfg.adapt_margin, cfg.adapt_keep)
+    if cfg.adapt_refine != "none":
+        stats.update(refined_stats(raw, q, kept, cfg.adapt_margin))
     before = previous.q if previous is not None else None
     if before is None and number > 1:  # continued at this round's start: read the last one
         before = read_labels(p, number - 1)[0]
@@ -258,19 +262,23 @@ def round_labels(
     return RoundLabels(number, q, kept, targets(q, cfg.adapt_margin))
 
 
-def label_all(p: Phase) -> np.ndarray:
-    """Every target image's uint8 probability under the current model: rank 0's BatchNorm
-    statistics are copied to every rank, each rank predicts its slice, all gather."""
+def label_all(p: Phase) -> tuple[np.ndarray, np.ndarray]:
+    """(the current model's uint8 probabilities on every target image, the labels' uint8
+    probabilities: the same, or refined by --adapt-refine). Rank 0's BatchNorm statistics are
+    copied to every rank, each rank predicts (and refines) its slice, all gather."""
     world = distributed.world_size()
     if dist.is_initialized():
         for buffer in p.net.buffers():
             dist.broadcast(buffer.data, src=0)
-    images = p.targets.images
-    mine = predict(p.net, images[p.rank :: world], p.device, p.cfg.adapt_flip_tta)
-    q = np.empty(images.shape[:3], dtype=np.uint8)
-    for rank, part in enumerate(distributed.gather_objects(mine)):
-        q[rank::world] = part
-    return q
+    images = p.targets.images[p.rank :: world]
+    raw = predict(p.net, images, p.device, p.cfg.adapt_flip_tta)
+    refined = refine(raw, images, p.device) if p.cfg.adapt_refine == "crf" else raw
+    shape = p.targets.images.shape[:3]
+    out = np.empty(shape, dtype=np.uint8), np.empty(shape, dtype=np.uint8)
+    for rank, parts in enumerate(distributed.gather_objects((raw, refined))):
+        for whole, part in zip(out, parts, strict=True):
+            whole[rank::world] = part
+    return out
 
 
 def write_labels(p: Phase, number: int, q: np.ndarray, kept: np.ndarray) -> None:

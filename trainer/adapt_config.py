@@ -19,7 +19,8 @@ import math
 # the same weights as a run that had the options from the start.
 ADAPT_KEYS = frozenset(
     {"adapt_images", "adapt_rounds", "adapt_steps", "adapt_margin", "adapt_keep", "adapt_mix",
-     "adapt_flip_tta", "adapt_min_scale", "adapt_schedule", "adapt_jitter"}
+     "adapt_flip_tta", "adapt_min_scale", "adapt_schedule", "adapt_jitter",
+     "adapt_refine"}
 )  # fmt: skip
 
 HELP = {
@@ -40,12 +41,16 @@ HELP = {
     "adapt_jitter": "the student's noise: random brightness, contrast and saturation factors in "
     "[1 - J, 1 + J] on the target images it trains on (their labels come from the clean "
     "images); 0: none",
+    "adapt_refine": "refine each round's labels by the target image's colours: 'crf' runs a "
+    "windowed dense CRF's mean field (trainer/adapt_refine.py), so label borders follow colour "
+    "borders; images are still kept by the model's own confidence",
     "adapt_schedule": "the lr within each self-training round: 'cosine' falls from the run's "
     "lr at the round's first step towards 0 at its last (so each round's labels, and the final "
     "model, come from the end of a decay); 'constant' keeps the run's lr",
 }
 
 SCHEDULES = ("cosine", "constant")
+REFINEMENTS = ("crf", "none")
 
 
 def check(cfg) -> list[tuple[bool, str]]:
@@ -59,6 +64,10 @@ def check(cfg) -> list[tuple[bool, str]]:
         (
             cfg.adapt_schedule in SCHEDULES,
             f"--adapt-schedule must be one of {SCHEDULES}, got {cfg.adapt_schedule!r}",
+        ),
+        (
+            cfg.adapt_refine in REFINEMENTS,
+            f"--adapt-refine must be one of {REFINEMENTS}, got {cfg.adapt_refine!r}",
         ),
         (cfg.adapt_rounds >= 1, f"--adapt-rounds must be >= 1, got {cfg.adapt_rounds}"),
         (cfg.adapt_steps >= 1, f"--adapt-steps must be >= 1, got {cfg.adapt_steps}"),

@@ -77,6 +77,17 @@ def select(q: np.ndarray, margin: float, keep: float) -> tuple[np.ndarray, dict]
     return kept, stats
 
 
+def refined_stats(raw: np.ndarray, refined: np.ndarray, kept: np.ndarray, margin: float) -> dict:
+    """What --adapt-refine did to a round's labels: the share of the kept images' pixels whose
+    label it flipped, and the share it leaves outside the margin (the images were kept by the
+    model's own confidence, before refinement)."""
+    flipped = (raw[kept] >= FOREGROUND_Q) != (refined[kept] >= FOREGROUND_Q)
+    return {
+        "adapt_refine_flipped": float(flipped.mean()),
+        "adapt_refine_kept_pixels": float(certain(refined[kept], margin).mean()),
+    }
+
+
 def agreement(previous: np.ndarray, q: np.ndarray) -> float:
     """IoU of the foreground of two rounds' labels over all images (1.0 if both empty)."""
     a, b = previous >= FOREGROUND_Q, q >= FOREGROUND_Q

@@ -85,6 +85,7 @@ class TrainConfig:
     adapt_min_scale: float = 0.5
     adapt_schedule: str = "cosine"
     adapt_jitter: float = 0.0
+    adapt_refine: str = "none"
 
     def __post_init__(self):
         floats = ("lr", "lr_drop_factor", "width", "max_bad_fraction", "collective_timeout")
@@ -186,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     # and --workers takes "auto" besides a number.
     added = {"shards", "out", "steps", "batch_size", "per_rank_batch", "world_size", "workers",
              "threads", "recipe", "overrides"}  # fmt: skip
-    choices = {"loss": LOSSES, "amp": AMP_MODES, "adapt_schedule": adapt_config.SCHEDULES}
+    choices = {
+        "loss": LOSSES,
+        "amp": AMP_MODES,
+        "adapt_schedule": adapt_config.SCHEDULES,
+        "adapt_refine": adapt_config.REFINEMENTS,
+    }
     options.add_options(p, TrainConfig, skip=added, help=HELP, choices=choices)
     p.add_argument(
         "--workers",
