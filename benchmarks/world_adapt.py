@@ -46,6 +46,8 @@ GOAL_IOU, GOAL_RATIO = 0.92, 0.97
 # pipeline_world.py's settings (its defaults): the self-trained run continues its part (a)
 SHARDS, PER_SHARD, STEPS, WIDTH, BATCH, LR_DROP = 8, 500, 600, 0.25, 32, 8000
 TARGETS = 2000  # unlabelled world training scenes
+# What a run trained with before the trainer had these options (its config.json lacks them)
+BEFORE_OPTION = {"adapt_schedule": "constant", "adapt_jitter": 0.0, "adapt_refine": "none"}
 
 
 def seed_list(text: str) -> list[int]:
@@ -84,7 +86,7 @@ def resolved(options: SelfTraining) -> dict:
 def check_run(unet: Path, options: SelfTraining) -> None:
     """UsageError when the run folder holds a run trained with other --adapt-* values (a run
     of an earlier default, say): its numbers would be filed under the wrong options."""
-    saved = json.loads((unet / "config.json").read_text())["config"]
+    saved = {**BEFORE_OPTION, **json.loads((unet / "config.json").read_text())["config"]}
     differ = [f"{k}: {saved.get(k)} -> {v}" for k, v in resolved(options).items()
               if saved.get(k) != v]  # fmt: skip
     if differ:

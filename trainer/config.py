@@ -84,8 +84,8 @@ class TrainConfig:
     adapt_flip_tta: bool = True
     adapt_min_scale: float = 0.5
     adapt_schedule: str = "cosine"
-    adapt_jitter: float = 0.0
-    adapt_refine: str = "none"
+    adapt_jitter: float = 0.4
+    adapt_refine: str = "crf"
 
     def __post_init__(self):
         floats = ("lr", "lr_drop_factor", "width", "max_bad_fraction", "collective_timeout")
