@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline_world_seeds import seed_list
+
 from segcore.cli import UsageError, run_cli
 from segcore.storage import write_bytes_atomic
 from toyworld.experiment import ExperimentConfig
@@ -48,14 +50,6 @@ SHARDS, PER_SHARD, STEPS, WIDTH, BATCH, LR_DROP = 8, 500, 600, 0.25, 32, 8000
 TARGETS = 2000  # unlabelled world training scenes
 # What a run trained with before the trainer had these options (its config.json lacks them)
 BEFORE_OPTION = {"adapt_schedule": "constant", "adapt_jitter": 0.0, "adapt_refine": "none"}
-
-
-def seed_list(text: str) -> list[int]:
-    seeds: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        seeds += list(range(int(a), int(b or a) + 1))
-    return seeds
 
 
 def headline(eval_dir: Path) -> dict:

@@ -19,6 +19,8 @@ import argparse
 import json
 from pathlib import Path
 
+from world_adapt import check_run, resolved
+
 from segcore.cli import UsageError, run_cli
 from segcore.storage import write_bytes_atomic
 from toyworld.experiment import ExperimentConfig
@@ -87,6 +89,7 @@ def main(argv=None) -> int:
             cfg.training(), base / "shards", SHARDS, base / "unet", out / "unet", target,
             SelfTraining(),
         )  # fmt: skip
+        check_run(unet, SelfTraining())
         row = {}
         for part, model in (("a", base / "unet"), ("self", unet)):
             report = evaluate(model, evaluation, out / f"eval_{part}", f"{name} ({part})")
@@ -101,7 +104,8 @@ def main(argv=None) -> int:
             f"{name:8s} {a['iou']:8.3f} {s['iou']:9.3f} {a['max_fbeta']:7.3f} "
             f"{s['max_fbeta']:8.3f} {s['n_images']:5d}"
         )
-    blob = (json.dumps({"seed": args.seed, "sets": rows}, indent=2) + "\n").encode()
+    doc = {"seed": args.seed, "self_training": resolved(SelfTraining()), "sets": rows}
+    blob = (json.dumps(doc, indent=2) + "\n").encode()
     for path in [
         root / "real" / "world_adapt_real.json",
         *([args.results] if args.results else []),
