@@ -40,6 +40,7 @@ THETA_G = 1.0  # spatial width of the smoothness kernel, pixels
 ITERATIONS = 5
 MAX_RADIUS = 7  # window radius, pixels
 EPS = 1e-4  # probabilities are clamped to [EPS, 1 - EPS] before the log
+CUT = -30.0  # kernel weights below exp(CUT) ~ 1e-13 are 0
 MEMORY = 1 << 28  # bytes of float32 neighbour tensors per batch
 
 
@@ -49,40 +50,59 @@ def window(side: int) -> tuple[float, int]:
     return theta_a, max(1, min(MAX_RADIUS, math.ceil(2 * theta_a)))
 
 
-def kernels(images: torch.Tensor, theta_a: float, radius: int) -> tuple[torch.Tensor, ...]:
-    """The two normalised kernels [N, K, H, W] over the K = (2r+1)^2 window offsets of each
-    pixel (0 on the pixel itself and outside the image), for float images [N, 3, H, W]."""
+def cut_exp(exponent: torch.Tensor) -> torch.Tensor:
+    """exp, with weights below exp(CUT) set to 0: they change nothing, and the subnormal
+    floats they would become make CPU arithmetic tens of times slower."""
+    keep = exponent > CUT
+    return exponent.clamp_min(CUT).exp_().mul_(keep)
+
+
+def appearance_kernel(images: torch.Tensor, theta_a: float, radius: int) -> torch.Tensor:
+    """The appearance kernel [N, K, H, W] over the K = (2r+1)^2 window offsets of each pixel of
+    float images [N, 3, H, W], normalised to sum 1 over a pixel's neighbours (0 on the pixel
+    itself, outside the image, and for a pixel no neighbour of which is near in colour)."""
     n, _, h, w = images.shape
     k = 2 * radius + 1
     offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
     d2 = (offsets[:, None] ** 2 + offsets[None, :] ** 2).reshape(1, k * k, 1, 1)
     neighbours = F.unfold(images, k, padding=radius).view(n, 3, k * k, h, w)
-    c2 = (neighbours - images[:, :, None]).pow(2).sum(1)
+    exponent = neighbours.sub_(images[:, :, None]).square_().sum(1)  # colour distance^2
+    exponent.mul_(-1 / (2 * THETA_B**2)).sub_(d2 / (2 * theta_a**2))
     inside = F.unfold(torch.ones_like(images[:, :1]), k, padding=radius).view(n, k * k, h, w)
     inside[:, (k * k) // 2] = 0  # not the pixel itself
-    appearance = torch.exp(-d2 / (2 * theta_a**2) - c2 / (2 * THETA_B**2)) * inside
-    smoothness = torch.exp(-d2 / (2 * THETA_G**2)) * inside
-    appearance = appearance / appearance.sum(1, keepdim=True).clamp_min(1e-12)
-    smoothness = smoothness / smoothness.sum(1, keepdim=True).clamp_min(1e-12)
-    return appearance, smoothness
+    kernel = cut_exp(exponent).mul_(inside)
+    return kernel.div_(kernel.sum(1, keepdim=True).clamp_min(1e-12))
+
+
+def smoothness_filter(radius: int, like: torch.Tensor) -> torch.Tensor:
+    """The smoothness kernel as a [1, 1, k, k] filter (0 at its centre); it is the same at
+    every pixel, so a convolution applies it (normalised by the same convolution of ones)."""
+    offsets = torch.arange(-radius, radius + 1, device=like.device, dtype=like.dtype)
+    d2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    g = cut_exp(-d2 / (2 * THETA_G**2))
+    g[radius, radius] = 0
+    return g[None, None]
 
 
 def mean_field(p: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Refined foreground probabilities [N, H, W] from p [N, H, W] and images [N, 3, H, W]
-    (float, 0..255)."""
+    (float, 0..255). Two labels, so the update is written for the foreground alone: with
+    kernels that sum to s over a pixel's neighbours, the background's message is s - m."""
     n, h, w = p.shape
     theta_a, radius = window(max(h, w))
     k = 2 * radius + 1
-    appearance, smoothness = kernels(images, theta_a, radius)
+    appearance = appearance_kernel(images, theta_a, radius)
+    reach = appearance.sum(1)  # 1, or 0 where no neighbour is near in colour
+    gauss = smoothness_filter(radius, p)
+    norm = F.conv2d(torch.ones_like(p[:, None]), gauss, padding=radius)[:, 0]
     p = p.clamp(EPS, 1 - EPS)
-    unary = torch.stack([torch.log1p(-p), torch.log(p)], dim=1)  # [N, 2, H, W]
-    q = torch.softmax(unary, dim=1)
+    unary = torch.log(p) - torch.log1p(-p)  # foreground's minus background's
+    q = p  # the softmax of the unary terms alone
     for _ in range(ITERATIONS):
-        nb = F.unfold(q, k, padding=radius).view(n, 2, k * k, h, w)
-        m_a = (nb * appearance[:, None]).sum(2)
-        m_g = (nb * smoothness[:, None]).sum(2)
-        q = torch.softmax(unary + W_APPEARANCE * m_a + W_SMOOTHNESS * m_g, dim=1)
-    return q[:, 1]
+        m_a = (F.unfold(q[:, None], k, padding=radius).view(n, k * k, h, w) * appearance).sum(1)
+        m_g = F.conv2d(q[:, None], gauss, padding=radius)[:, 0] / norm
+        q = torch.sigmoid(unary + W_APPEARANCE * (2 * m_a - reach) + W_SMOOTHNESS * (2 * m_g - 1))
+    return q
 
 
 @torch.inference_mode()
@@ -92,7 +112,7 @@ def refine(q: np.ndarray, images: np.ndarray, device: torch.device) -> np.ndarra
         return q.copy()
     side = images.shape[1]
     radius = window(side)[1]
-    per_image = 4 * (3 + 2 + 2) * (2 * radius + 1) ** 2 * side * side  # unfolded floats
+    per_image = 4 * (3 + 3) * (2 * radius + 1) ** 2 * side * side  # unfolded floats
     batch = max(1, MEMORY // per_image)
     out = np.empty_like(q)
     for i in range(0, len(q), batch):
