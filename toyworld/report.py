@@ -62,6 +62,10 @@ def self_training_settings(out: Path) -> dict:
         c = json.loads(path.read_text())["config"]
         keys = ("adapt_rounds", "adapt_steps", "adapt_margin", "adapt_keep", "adapt_mix")
         found = {k.removeprefix("adapt_"): c[k] for k in keys}
+        # options a trainer of before them did not record: it ran without them
+        for key, before in (("adapt_refine", "none"), ("adapt_jitter", 0.0),
+                            ("adapt_schedule", "constant")):  # fmt: skip
+            found[key.removeprefix("adapt_")] = c.get(key, before)
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"{path}: not a self-trained trainer config.json ({e!r})") from e
     found["synthetic_steps"] = c.get("steps")
@@ -104,8 +108,10 @@ def assemble(out: Path) -> dict:
             "Self-trained rows: the same U-Net continued after its "
             f"{adapted['synthetic_steps']} synthetic steps for {adapted['rounds']} rounds x "
             f"{adapted['steps']} steps on unlabelled images it labelled itself (margin "
-            f"{adapted['margin']}, keep {adapted['keep']}, mix {adapted['mix']}; "
-            "docs/self-training.md). No label of those images was read.",
+            f"{adapted['margin']}, keep {adapted['keep']}, mix {adapted['mix']}, label "
+            f"refinement {adapted['refine']}, jitter {adapted['jitter']}, lr "
+            f"{adapted['schedule']} within each round; docs/self-training.md). No label of "
+            "those images was read.",
             "",
         ]
     lines += ["| set | images | max F-beta | IoU | accuracy |", "|---|---|---|---|---|"]

@@ -70,11 +70,17 @@ def test_report_shows_both_rows_and_the_self_training_settings(tmp_path):
     result = assemble(tmp_path)
     assert result["self_training"] == {
         "rounds": 3, "steps": 200, "margin": 0.3, "keep": 0.8, "mix": 0.5, "synthetic_steps": 600,
+        "refine": "none", "jitter": 0.0, "schedule": "constant",  # not recorded: an older run
     }  # fmt: skip
     report = (tmp_path / "report.md").read_text()
     assert "| world_test | 10 | 0.900 | 0.800 |" in report
     assert "| world_test_self_trained | 10 | 0.900 | 0.850 |" in report
     assert "after its 600 synthetic steps for 3 rounds x 200 steps" in report
+    config.update(adapt_refine="crf", adapt_jitter=0.4, adapt_schedule="cosine")
+    (tmp_path / "unet_self" / "config.json").write_text(json.dumps({"config": config}))
+    assemble(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "label refinement crf, jitter 0.4, lr cosine within each round" in report
     assert "secret" not in report and "secret" not in (tmp_path / "metrics.json").read_text()
     (tmp_path / "unet_self" / "config.json").write_text(json.dumps({"config": {"steps": 1}}))
     with pytest.raises(UsageError, match="not a self-trained trainer config"):
