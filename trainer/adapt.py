@@ -7,14 +7,17 @@ The synthetic steps (the paper, section 3.4) run first, unchanged. Then, for eac
 --adapt-rounds rounds, starting at step --steps + r x --adapt-steps:
   1. labelling: the current model (eval mode, rank 0's BatchNorm statistics on every rank)
      predicts every target image, each rank its slice (images i, i + W, ...), optionally
-     averaged with the mirror image; the ranks gather the slices, so all hold the same labels.
-     Pixels within --adapt-margin of 0.5 are ignored by the loss and the --adapt-keep most
-     confident images are kept (trainer/adapt_labels.py). Rank 0 writes the round's labels to
-     OUT/pseudo-labels-rR.pt and logs the round: kept images and pixels, foreground, and the
-     agreement (IoU) with the previous round's labels;
+     averaged with the mirror image, and refines its slice by the images' colours
+     (--adapt-refine, trainer/adapt_refine.py); the ranks gather the slices, so all hold the
+     same labels. The --adapt-keep images the model itself is surest of are kept, and pixels
+     whose refined probability is within --adapt-margin of 0.5 are ignored by the loss
+     (trainer/adapt_labels.py). Rank 0 writes the round's labels to OUT/pseudo-labels-rR.pt
+     and logs the round: kept images and pixels, foreground, what the refinement flipped, and
+     the agreement (IoU) with the previous round's labels;
   2. --adapt-steps steps on mixed batches: per rank, round(--adapt-mix x per-rank batch)
-     pseudo-labelled target images (random resized crop and flip, drawn by (seed, rank,
-     step)) and the rest synthetic samples, which continue the synthetic stream where it was.
+     pseudo-labelled target images (random resized crop and flip, then --adapt-jitter's
+     colour noise, drawn by (seed, rank, step)) and the rest synthetic samples, which continue
+     the synthetic stream where it was; the lr follows --adapt-schedule within the round.
 Nothing of the target folder but its images is read (trainer/target_images.py).
 
 Resume is exact: a checkpoint records the step, hence the round; a run continued inside a
