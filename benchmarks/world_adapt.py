@@ -40,7 +40,6 @@ from toyworld.experiment_adapt import (
     world_targets,
 )
 from toyworld.experiment_steps import evaluate, failed_stage
-from trainer.adapt_config import BEFORE_OPTION
 from trainer.config import TrainConfig
 
 PROG = "world_adapt.py"
@@ -49,6 +48,8 @@ GOAL_IOU, GOAL_RATIO = 0.92, 0.97
 # pipeline_world.py's settings (its defaults): the self-trained run continues its part (a)
 SHARDS, PER_SHARD, STEPS, WIDTH, BATCH, LR_DROP = 8, 500, 600, 0.25, 32, 8000
 TARGETS = 2000  # unlabelled world training scenes
+# What a run trained with before the trainer had these options (its config.json lacks them)
+BEFORE_OPTION = {"adapt_schedule": "constant", "adapt_jitter": 0.0, "adapt_refine": "none"}
 
 
 def headline(eval_dir: Path) -> dict:

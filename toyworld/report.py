@@ -19,7 +19,6 @@ from pathlib import Path
 
 from segcore import __version__, schema, storage
 from segcore.cli import UsageError, run_cli
-from trainer.adapt_config import BEFORE_OPTION
 
 HEADLINE = ("max_fbeta", "iou", "accuracy", "mae", "n_images")
 NOTE = (
@@ -63,7 +62,9 @@ def self_training_settings(out: Path) -> dict:
         c = json.loads(path.read_text())["config"]
         keys = ("adapt_rounds", "adapt_steps", "adapt_margin", "adapt_keep", "adapt_mix")
         found = {k.removeprefix("adapt_"): c[k] for k in keys}
-        for key, before in BEFORE_OPTION.items():  # an older trainer ran without them
+        # options a trainer of before them did not record: it ran without them
+        for key, before in (("adapt_refine", "none"), ("adapt_jitter", 0.0),
+                            ("adapt_schedule", "constant")):  # fmt: skip
             found[key.removeprefix("adapt_")] = c.get(key, before)
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"{path}: not a self-trained trainer config.json ({e!r})") from e

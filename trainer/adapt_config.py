@@ -51,9 +51,6 @@ HELP = {
 
 SCHEDULES = ("cosine", "constant")
 REFINEMENTS = ("crf", "none")
-# The values that reproduce a trainer that predates these options: a config.json without them
-# was trained this way (read by the reports and benchmarks that file runs by their options).
-BEFORE_OPTION = {"adapt_schedule": "constant", "adapt_jitter": 0.0, "adapt_refine": "none"}
 
 
 def check(cfg) -> list[tuple[bool, str]]:
